@@ -1,0 +1,1 @@
+"""Draftwire: autosave, job queue and realtime gateway, observable end to end."""

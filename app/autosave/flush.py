@@ -1,0 +1,316 @@
+"""The worker side of autosave: coalesced, batched writes of the newest versions to Postgres.
+
+Each ``flush_draft`` job hands its draft to the process's :class:`FlushBatcher`. The batcher
+writes every draft handed to it meanwhile, plus other drafts already due, up to
+``AUTOSAVE_BATCH_SIZE`` per round trip: one transaction, statements pipelined, one upsert per
+owner (RLS needs the owner set), each followed in the same statement by its ``draft.saved``
+event. A version is only written if newer than the row's, so a replayed job is harmless.
+
+A per-draft lease in Redis keeps two workers from flushing one draft at once. A save that lands
+while its draft is being written stays dirty; :func:`after_flush` enqueues its next flush, and
+:class:`DirtySweeper` catches anything stranded (an enqueue lost to a Redis blip, a worker
+killed between steps, a flush that ran out of attempts while Postgres was down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from app.autosave.service import FLUSH_FUNCTION, enqueue_flush, job_key
+from app.autosave.store import DraftStore, Snapshot
+from app.db import Database
+from app.queue.redis_queue import DraftwireQueue
+from app.realtime.events import Event, EventPublisher, utc_iso_ms
+from observability import tracing
+from observability.logging import get_logger
+from observability.metrics import (
+    AUTOSAVE_DB_WRITES,
+    AUTOSAVE_FLUSH_BATCH_SIZE,
+    AUTOSAVE_FLUSH_DURATION,
+    AUTOSAVE_FLUSH_FAILURES,
+    AUTOSAVE_SAVES_COALESCED,
+    observe,
+)
+from saq.job import Status
+
+log = get_logger(__name__)
+
+LEASE_MS = 30_000
+
+_UPSERT = """
+WITH input AS (
+    SELECT * FROM jsonb_to_recordset(%s::jsonb)
+        AS r(id uuid, title text, payload jsonb, version bigint, created_at timestamptz, updated_at timestamptz)
+), up AS (
+    INSERT INTO spec_drafts AS d (id, owner_user_id, title, payload, version, created_at, updated_at)
+    SELECT id, current_setting('app.current_user_id'), title, payload, version, created_at, updated_at FROM input
+    ON CONFLICT (id) DO UPDATE
+        SET title = excluded.title, payload = excluded.payload,
+            version = excluded.version, updated_at = excluded.updated_at
+        WHERE d.version < excluded.version
+    RETURNING d.id, d.version
+)
+SELECT up.id::text AS id, up.version, e.seq, e.created_at
+FROM up, LATERAL publish_event('draft:' || up.id::text, 'draft.saved',
+                               jsonb_build_object('version', up.version)) AS e
+"""
+
+
+def _row_json(snap: Snapshot) -> str:
+    # The payload is already JSON text: splice it in rather than parse and re-encode 500 KB.
+    return (
+        '{"id":"%s","title":%s,"payload":%s,"version":%d,"created_at":"%s","updated_at":"%s"}'
+        % (
+            snap.draft_id,
+            json.dumps(snap.title, ensure_ascii=False),
+            snap.payload,
+            snap.version,
+            _ts(snap.created_at_ms),
+            _ts(snap.updated_at_ms),
+        )
+    )
+
+
+def _ts(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat()
+
+
+@dataclass
+class _Request:
+    draft_id: str
+    future: asyncio.Future[None]
+    carrier: dict[str, str] = field(default_factory=dict)
+
+
+class FlushBatcher:
+    """Collects drafts from concurrent jobs and writes them in batches."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        store: DraftStore,
+        events: EventPublisher,
+        batch_size: int,
+        flush_delay: float,
+    ) -> None:
+        self.db = db
+        self.store = store
+        self.events = events
+        self.batch_size = batch_size
+        self.flush_delay = flush_delay
+        self._inbox: asyncio.Queue[_Request] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self._token = uuid.uuid4().hex
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="autosave-batcher")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def flush(self, draft_id: str) -> None:
+        """Return once the draft's newest version (as of now) is in Postgres; raise if not."""
+        request = _Request(draft_id, asyncio.get_running_loop().create_future(), tracing.inject())
+        await self._inbox.put(request)
+        await request.future
+
+    async def _run(self) -> None:
+        while True:
+            batch = [await self._inbox.get()]
+            while len(batch) < self.batch_size and not self._inbox.empty():
+                batch.append(self._inbox.get_nowait())
+            try:
+                await self._write_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - each job fails and retries on its own
+                for request in batch:
+                    if not request.future.done():
+                        request.future.set_exception(exc)
+
+    async def _write_batch(self, requests: list[_Request]) -> None:
+        ids = list(dict.fromkeys(r.draft_id for r in requests))
+        leased = await self._lease(ids)
+        # Fill the round trip with other drafts already due; their own jobs then find them clean.
+        room = self.batch_size - len(leased)
+        if room > 0:
+            due_before = int((time.time() - self.flush_delay) * 1000)
+            extra = [d for d in await self.store.due(due_before, room * 2) if d not in ids]
+            leased += await self._lease(extra[:room])
+        try:
+            waiting = [r for r in requests if r.draft_id not in leased]
+            if waiting:  # another worker is writing those drafts: wait for it, then write what is left
+                await self._await_leases([r.draft_id for r in waiting])
+                leased += await self._lease([r.draft_id for r in waiting])
+            written = await self._write(leased, requests[0].carrier)
+        finally:
+            await self.store.release(leased, self._token)
+        for request in requests:
+            if not request.future.done():
+                request.future.set_result(None)
+        del written
+
+    async def _lease(self, ids: list[str]) -> list[str]:
+        got = []
+        for draft_id in ids:
+            if await self.store.lease(draft_id, self._token, LEASE_MS):
+                got.append(draft_id)
+        return got
+
+    async def _await_leases(self, ids: list[str], timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            held = await self.store.redis.exists(*(f"dw:autosave:flushing:{d}" for d in ids))
+            if not held:
+                return
+            await asyncio.sleep(0.02)
+        raise TimeoutError("another worker kept the flush lease too long")
+
+    async def _write(self, ids: list[str], carrier: dict[str, str]) -> int:
+        snaps = [s for s in await self.store.get_many(ids) if s is not None and not s.persisted]
+        if not snaps:
+            return 0
+        by_owner: dict[str, list[Snapshot]] = {}
+        for snap in snaps:
+            by_owner.setdefault(snap.owner, []).append(snap)
+        tracer = tracing.tracer("draftwire.autosave")
+        start = time.perf_counter()
+        events: list[Event] = []
+        with tracer.start_as_current_span(
+            "autosave flush batch",
+            context=tracing.extract(carrier),
+            attributes={"draftwire.autosave.batch_size": len(snaps), "db.system": "postgresql"},
+        ):
+            try:
+                async with self.db.tx("autosave.flush") as conn:
+                    async with conn.pipeline():
+                        cursors = []
+                        for owner, group in by_owner.items():
+                            await conn.execute("SELECT set_config('app.current_user_id', %s, true)", (owner,))
+                            rows = "[" + ",".join(_row_json(s) for s in group) + "]"
+                            cursors.append(await conn.execute(_UPSERT, (rows,)))
+                    for cur in cursors:
+                        for row in await cur.fetchall():
+                            events.append(
+                                Event(
+                                    f"draft:{row['id']}",
+                                    int(row["seq"]),
+                                    "draft.saved",
+                                    {"version": int(row["version"])},
+                                    utc_iso_ms(row["created_at"]),
+                                )
+                            )
+            except Exception as exc:
+                AUTOSAVE_FLUSH_FAILURES.inc()
+                await _quietly(self.store.record_flush(at_iso=_now_iso(), ok=False))
+                log.error("autosave_flush_failed", error=type(exc).__name__, batch_size=len(snaps))
+                raise
+            elapsed = time.perf_counter() - start
+            observe(AUTOSAVE_FLUSH_DURATION, elapsed)
+            observe(AUTOSAVE_FLUSH_BATCH_SIZE, len(snaps))
+            AUTOSAVE_DB_WRITES.inc(len(events))
+            AUTOSAVE_SAVES_COALESCED.inc(sum(max(0, s.version - s.persisted_version - 1) for s in snaps))
+            await self.store.mark_persisted(snaps)
+            await self.events.announce(events)
+            await _quietly(self.store.record_flush(at_iso=_now_iso(), ok=True))
+            log.info(
+                "autosave_flushed",
+                queue="draft-autosave",
+                batch_size=len(snaps),
+                rows_written=len(events),
+                latency_ms=round(elapsed * 1000, 2),
+            )
+        return len(events)
+
+
+async def _quietly(awaitable: Any) -> None:
+    with contextlib.suppress(Exception):
+        await awaitable
+
+
+def _now_iso() -> str:
+    return utc_iso_ms(datetime.now(timezone.utc))
+
+
+def flush_handler(batcher: FlushBatcher) -> Any:
+    """The ``flush_draft`` job function bound to this process's batcher."""
+
+    async def flush_draft(ctx: dict[str, Any], *, user_id: str, draft_id: str) -> dict[str, Any]:
+        await batcher.flush(draft_id)
+        return {"draftId": draft_id}
+
+    return flush_draft
+
+
+class FlushFollowUp:
+    """Keeps every dirty draft on its way to Postgres, whatever happened to its job."""
+
+    def __init__(
+        self, *, queue: DraftwireQueue, store: DraftStore, db: Database, flush_delay: float, defaults: dict[str, Any]
+    ) -> None:
+        self.queue = queue
+        self.store = store
+        self.db = db
+        self.flush_delay = flush_delay
+        self.defaults = defaults
+
+    async def after_process(self, ctx: dict[str, Any]) -> None:
+        """After a flush job finished: if a save arrived while it ran, enqueue the next flush
+        (the job's key is free again). Saves after this point enqueue their own."""
+        job = ctx.get("job")
+        if job is None or job.function != FLUSH_FUNCTION or job.status != Status.COMPLETE:
+            return
+        kwargs = job.kwargs or {}
+        since_ms = await self.store.dirty_since(kwargs["draft_id"])
+        if since_ms is not None:
+            await enqueue_flush(
+                self.queue, self.defaults, kwargs["user_id"], kwargs["draft_id"], since_ms / 1000 + self.flush_delay
+            )
+
+    async def sweep(self, grace: float = 5.0, limit: int = 500) -> int:
+        """Enqueue flushes for drafts dirty for longer than the window plus ``grace``: their
+        enqueue was lost, or their job ran out of attempts (retried once Postgres answers)."""
+        if not await self.store.redis.set("dw:autosave:sweep-lock", "1", nx=True, px=int(grace * 1000 / 2)):
+            return 0
+        due = await self.store.due(int((time.time() - self.flush_delay - grace) * 1000), limit)
+        revived = 0
+        db_up: bool | None = None
+        for draft_id, snap in zip(due, await self.store.get_many(due), strict=True):
+            if snap is None:
+                continue
+            job = await self.queue.job(job_key(snap.owner, draft_id))
+            if job is None or job.status in (Status.COMPLETE, Status.ABORTED):
+                revived += await enqueue_flush(self.queue, self.defaults, snap.owner, draft_id, time.time())
+            elif job.status == Status.FAILED:
+                if db_up is None:
+                    db_up = await _answers(self.db)
+                if db_up:
+                    revived += (await self.queue.retry_failed(job.key)) is not None
+        if revived:
+            log.info("autosave_sweep_requeued", queue="draft-autosave", count=revived)
+        return revived
+
+    async def run(self, every: float = 2.0) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception as exc:  # noqa: BLE001 - next round tries again
+                log.warning("autosave_sweep_failed", error=type(exc).__name__)
+            await asyncio.sleep(every)
+
+
+async def _answers(db: Database) -> bool:
+    try:
+        await db.ping()
+    except Exception:  # noqa: BLE001
+        return False
+    return True

@@ -1,0 +1,324 @@
+"""Autosave rules on the API side: validate, store the newest version in Redis, enqueue a flush.
+
+Nothing here writes Postgres: the worker does (see ``flush``). Reads merge both, Redis first, so
+a draft saved through one API process reads back through any other before it is flushed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import msgspec
+
+from app.autosave.store import CONFLICT, NEEDS_SEED, NOT_OWNER, DraftStore, Snapshot
+from app.config import Settings
+from app.db import Database
+from app.errors import ApiError, not_found, unavailable
+from app.queue import AUTOSAVE
+from app.queue.redis_queue import DraftwireQueue
+from app.queue.worker import job_defaults
+from observability import tracing
+from observability.logging import get_logger
+from observability.metrics import AUTOSAVE_PAYLOAD_BYTES, AUTOSAVE_REQUESTS, observe
+
+log = get_logger(__name__)
+
+MAX_JSON_DEPTH = 64
+FLUSH_FUNCTION = "flush_draft"
+
+
+@dataclass(frozen=True, slots=True)
+class SaveRequest:
+    draft_id: str | None
+    title: str
+    payload_json: str
+    payload_bytes: int
+    base_version: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SaveResult:
+    draft_id: str
+    version: int
+    job_id: str
+
+
+def job_key(user_id: str, draft_id: str) -> str:
+    """The flush job's id and dedupe key (contract: ``draft:<userId>:<draftId>``)."""
+    return f"draft:{user_id}:{draft_id}"
+
+
+async def enqueue_flush(
+    queue: DraftwireQueue, defaults: dict[str, Any], user_id: str, draft_id: str, due: float
+) -> bool:
+    """Enqueue a flush of the draft due at ``due`` (epoch s); False when one is already waiting."""
+    job = await queue.enqueue(
+        FLUSH_FUNCTION,
+        key=job_key(user_id, draft_id),
+        scheduled=max(due, time.time()),
+        user_id=user_id,
+        draft_id=draft_id,
+        **defaults,
+    )
+    return job is not None
+
+
+def _reject(status: int, code: str, detail: str, outcome: str) -> ApiError:
+    AUTOSAVE_REQUESTS.labels(outcome).inc()
+    return ApiError(status, code, detail)
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of decoded JSON, stopping once past ``limit``."""
+    stack = [(value, 1)]
+    deepest = 0
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > limit:
+            return deepest
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+    return deepest
+
+
+def parse_save(body: bytes, settings: Settings) -> SaveRequest:
+    """Validate a raw request body into a :class:`SaveRequest` or raise the contract's 4xx."""
+    try:
+        doc = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        raise _reject(400, "malformed_json", "The body is not valid JSON; send a JSON object.", "malformed") from None
+    if not isinstance(doc, dict):
+        raise _reject(400, "malformed_json", "The body must be a JSON object with title and payload.", "malformed")
+
+    draft_id = doc.get("draftId")
+    if draft_id is not None:
+        try:
+            draft_id = str(uuid.UUID(str(draft_id))) if isinstance(draft_id, str) else None
+        except ValueError:
+            draft_id = None
+        if draft_id is None:
+            raise _reject(422, "invalid_draft_id", "draftId must be a UUID string, or left out for a new draft.", "invalid")
+
+    title = doc.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise _reject(422, "invalid_title", "title is required and must be a non-empty string.", "invalid")
+    if len(title) > settings.autosave_max_title_chars:
+        raise _reject(
+            422,
+            "invalid_title",
+            f"title is {len(title)} characters; the limit is {settings.autosave_max_title_chars}.",
+            "invalid",
+        )
+
+    payload = doc.get("payload")
+    if not isinstance(payload, dict):
+        raise _reject(422, "invalid_payload", "payload is required and must be a JSON object.", "invalid")
+    if _depth(payload, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise _reject(422, "invalid_payload", f"payload nests deeper than {MAX_JSON_DEPTH} levels.", "invalid")
+    payload_json = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    size = len(payload_json.encode())
+    if size > settings.autosave_max_payload_bytes:
+        raise _reject(
+            413,
+            "payload_too_large",
+            f"payload is {size} bytes serialized; the limit is {settings.autosave_max_payload_bytes}.",
+            "too_large",
+        )
+
+    base_version = doc.get("baseVersion")
+    if base_version is not None and (
+        isinstance(base_version, bool) or not isinstance(base_version, int) or base_version < 0
+    ):
+        raise _reject(422, "invalid_base_version", "baseVersion must be a whole number >= 0.", "invalid")
+
+    return SaveRequest(draft_id, title, payload_json, size, base_version)
+
+
+class AutosaveService:
+    def __init__(self, *, settings: Settings, store: DraftStore, db: Database, queue: DraftwireQueue) -> None:
+        self.settings = settings
+        self.store = store
+        self.db = db
+        self.queue = queue
+        self._job_defaults = job_defaults(settings.worker_task_timeout, settings.job_max_attempts)
+
+    async def save(self, user_id: str, request: SaveRequest) -> SaveResult:
+        draft_id = request.draft_id or str(uuid.uuid4())
+        now_ms = int(time.time() * 1000)
+        # A new draft (no id given) starts at version 0 without asking Postgres.
+        seed: int | None = 0 if request.draft_id is None else None
+        created_ms: int | None = None
+        for _ in range(2):
+            try:
+                status, version = await self.store.save(
+                    draft_id=draft_id,
+                    owner=user_id,
+                    title=request.title,
+                    payload=request.payload_json,
+                    base_version=request.base_version,
+                    now_ms=now_ms,
+                    seed_version=seed,
+                    created_at_ms=created_ms,
+                )
+            except Exception as exc:
+                AUTOSAVE_REQUESTS.labels("unavailable").inc()
+                log.error("autosave_store_failed", error=type(exc).__name__)
+                raise unavailable(
+                    "queue_unavailable", "Saving is unavailable right now (queue store down); retry shortly."
+                ) from None
+            if status != NEEDS_SEED:
+                break
+            seed, created_ms = await self._seed_from_postgres(user_id, draft_id)
+        if status == NOT_OWNER:
+            AUTOSAVE_REQUESTS.labels("not_found").inc()
+            raise not_found("draft")
+        if status == CONFLICT:
+            AUTOSAVE_REQUESTS.labels("conflict").inc()
+            raise ApiError(
+                409,
+                "version_conflict",
+                f"The draft is at version {version}, newer than baseVersion {request.base_version};"
+                f" reload it, merge, and save with baseVersion {version}.",
+            )
+
+        observe(AUTOSAVE_PAYLOAD_BYTES, request.payload_bytes)
+        key = job_key(user_id, draft_id)
+        await self._enqueue_flush(key, user_id, draft_id)
+        AUTOSAVE_REQUESTS.labels("accepted").inc()
+        log.info("autosave_enqueued", job_id=key, queue=AUTOSAVE, version=version)
+        return SaveResult(draft_id, version, key)
+
+    async def _seed_from_postgres(self, user_id: str, draft_id: str) -> tuple[int, int | None]:
+        """The version Postgres holds for a draft Redis has forgotten (0 when new)."""
+        async with self.db.user_tx(user_id, "drafts.owner") as conn:
+            cur = await conn.execute("SELECT owner_user_id, version FROM draft_owner(%s)", (draft_id,))
+            row = await cur.fetchone()
+        if row is None:
+            return 0, None
+        if row["owner_user_id"] != user_id:
+            AUTOSAVE_REQUESTS.labels("not_found").inc()
+            raise not_found("draft")
+        return int(row["version"]), None
+
+    async def _enqueue_flush(self, key: str, user_id: str, draft_id: str) -> None:
+        """Enqueue the flush; a job already waiting under the key absorbs this save (dedupe)."""
+        with tracing.tracer("draftwire.autosave").start_as_current_span(
+            "autosave enqueue", attributes={"messaging.destination.name": AUTOSAVE}
+        ):
+            try:
+                await enqueue_flush(
+                    self.queue, self._job_defaults, user_id, draft_id, time.time() + self.settings.autosave_flush_delay
+                )
+            except Exception as exc:  # noqa: BLE001
+                # The version is already durable in Redis and marked dirty; the worker's sweep
+                # enqueues stranded dirty drafts, so the save is accepted, not lost.
+                log.warning("autosave_enqueue_failed", job_id=key, queue=AUTOSAVE, error=type(exc).__name__)
+
+    async def get(self, user_id: str, draft_id: str) -> dict[str, Any]:
+        snap = await self._snapshot(draft_id)
+        if snap is not None:
+            if snap.owner != user_id:
+                raise not_found("draft")
+            return _snapshot_view(snap)
+        async with self.db.user_tx(user_id, "drafts.get") as conn:
+            cur = await conn.execute(
+                "SELECT id::text AS id, title, payload::text AS payload, version, updated_at"
+                " FROM spec_drafts WHERE id = %s",
+                (draft_id,),
+            )
+            row = await cur.fetchone()
+        if row is None:
+            raise not_found("draft")
+        return {
+            "draftId": row["id"],
+            "title": row["title"],
+            "payload": msgspec.Raw(row["payload"].encode()),
+            "version": row["version"],
+            "updatedAt": _iso(row["updated_at"]),
+            "persisted": True,
+        }
+
+    async def _snapshot(self, draft_id: str) -> Snapshot | None:
+        try:
+            return await self.store.get(draft_id)
+        except Exception as exc:  # noqa: BLE001 - Redis down: Postgres still answers reads
+            log.warning("autosave_read_fallback", error=type(exc).__name__)
+            return None
+
+    async def list(self, user_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        """Own drafts, newest first: unwritten ones from Redis on the first page, then Postgres."""
+        after = _decode_cursor(cursor) if cursor else None
+        dirty_ids = await self.store.user_dirty(user_id, 1000)
+        items: list[dict[str, Any]] = []
+        if after is None and dirty_ids:
+            snaps = [s for s in await self.store.get_many(dirty_ids[:limit]) if s and s.owner == user_id]
+            items = [
+                {"draftId": s.draft_id, "title": s.title, "version": s.version, "updatedAt": _iso_ms(s.updated_at_ms)}
+                for s in snaps
+            ]
+        query = (
+            "SELECT id::text AS id, title, version, updated_at FROM spec_drafts"
+            " WHERE NOT (id::text = ANY(%s))"
+            + (" AND (updated_at, id) < (%s, %s)" if after else "")
+            + " ORDER BY updated_at DESC, id DESC LIMIT %s"
+        )
+        params: list[Any] = [dirty_ids]
+        if after:
+            params += [after[0], after[1]]
+        params.append(limit + 1)
+        async with self.db.user_tx(user_id, "drafts.list") as conn:
+            cur = await conn.execute(query, params)
+            rows = await cur.fetchall()
+        room = max(0, limit - len(items))
+        page, more = rows[:room], len(rows) > room
+        items += [
+            {"draftId": r["id"], "title": r["title"], "version": r["version"], "updatedAt": _iso(r["updated_at"])}
+            for r in page
+        ]
+        next_cursor = _encode_cursor(page[-1]["updated_at"], page[-1]["id"]) if more and page else None
+        if more and not page:  # the first page was all unwritten drafts: continue from the top of Postgres
+            next_cursor = _encode_cursor(datetime.max.replace(tzinfo=timezone.utc), "ffffffff-ffff-ffff-ffff-ffffffffffff")
+        return {"items": items, "nextCursor": next_cursor}
+
+
+def _snapshot_view(snap: Snapshot) -> dict[str, Any]:
+    return {
+        "draftId": snap.draft_id,
+        "title": snap.title,
+        "payload": msgspec.Raw(snap.payload.encode()),
+        "version": snap.version,
+        "updatedAt": _iso_ms(snap.updated_at_ms),
+        "persisted": snap.persisted,
+    }
+
+
+def _iso(ts: datetime) -> str:
+    utc = ts.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _iso_ms(ms: int) -> str:
+    return _iso(datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
+
+
+def _encode_cursor(updated_at: datetime, draft_id: str) -> str:
+    raw = f"{updated_at.astimezone(timezone.utc).isoformat()}|{draft_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, draft_id = raw.split("|", 1)
+        return datetime.fromisoformat(stamp), str(uuid.UUID(draft_id))
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned; start again without it.") from None

@@ -1,0 +1,206 @@
+"""The Redis side of autosave: the newest version of each draft, and which drafts are dirty.
+
+Layout (all keys under ``dw:``):
+
+- ``dw:draft:<id>`` hash: owner, title, payload (JSON text), version, updated_at (ms),
+  created_at (ms), persisted_version. No expiry while dirty; a day once written to Postgres.
+- ``dw:autosave:dirty`` zset: draft id -> time (ms) of its oldest unwritten save.
+- ``dw:autosave:dirty:<user>`` zset: the same per user, newest first, for the drafts list.
+- ``dw:autosave:flushing:<id>``: a short lease held while one worker writes that draft.
+
+Every change is one Lua script, so a save and its version number are atomic across API processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+DRAFT_PREFIX = "dw:draft:"
+DIRTY = "dw:autosave:dirty"
+USER_DIRTY_PREFIX = "dw:autosave:dirty:"
+FLUSHING_PREFIX = "dw:autosave:flushing:"
+LAST_FLUSH = "dw:autosave:last_flush"
+PERSISTED_CACHE_TTL_S = 86400
+
+NEEDS_SEED = -1
+NOT_OWNER = -404
+CONFLICT = -409
+
+_SAVE = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+local version
+if owner then
+    if owner ~= ARGV[1] then return {-404, 0} end
+    version = tonumber(redis.call('HGET', KEYS[1], 'version'))
+elseif ARGV[6] == '' then
+    return {-1, 0}
+else
+    version = tonumber(ARGV[6])
+    redis.call('HSET', KEYS[1], 'persisted_version', ARGV[6], 'created_at', ARGV[8])
+end
+if ARGV[4] ~= '' and tonumber(ARGV[4]) < version then return {-409, version} end
+version = version + 1
+redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'title', ARGV[2], 'payload', ARGV[3],
+           'version', version, 'updated_at', ARGV[5])
+redis.call('PERSIST', KEYS[1])
+redis.call('ZADD', KEYS[2], 'NX', ARGV[5], ARGV[7])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[7])
+return {1, version}
+"""
+
+_MARK_PERSISTED = """
+local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
+local pv = tonumber(redis.call('HGET', KEYS[1], 'persisted_version') or '0')
+local w = tonumber(ARGV[1])
+if w > pv then redis.call('HSET', KEYS[1], 'persisted_version', w) end
+if v <= w then
+    redis.call('ZREM', KEYS[2], ARGV[2])
+    redis.call('ZREM', KEYS[3], ARGV[2])
+    if v > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+    return 1
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A draft as Redis holds it. ``payload`` is JSON text, passed through untouched."""
+
+    draft_id: str
+    owner: str
+    title: str
+    payload: str
+    version: int
+    persisted_version: int
+    updated_at_ms: int
+    created_at_ms: int
+
+    @property
+    def persisted(self) -> bool:
+        return self.persisted_version >= self.version
+
+    @classmethod
+    def from_hash(cls, draft_id: str, raw: dict[bytes, bytes]) -> Snapshot | None:
+        if not raw or b"version" not in raw:
+            return None
+        return cls(
+            draft_id=draft_id,
+            owner=raw[b"owner"].decode(),
+            title=raw[b"title"].decode(),
+            payload=raw[b"payload"].decode(),
+            version=int(raw[b"version"]),
+            persisted_version=int(raw.get(b"persisted_version", b"0")),
+            updated_at_ms=int(raw[b"updated_at"]),
+            created_at_ms=int(raw.get(b"created_at", raw[b"updated_at"])),
+        )
+
+
+class DraftStore:
+    """All autosave reads and writes against Redis."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._save = redis.register_script(_SAVE)
+        self._mark = redis.register_script(_MARK_PERSISTED)
+        self._release = redis.register_script(_RELEASE)
+
+    async def save(
+        self,
+        *,
+        draft_id: str,
+        owner: str,
+        title: str,
+        payload: str,
+        base_version: int | None,
+        now_ms: int,
+        seed_version: int | None,
+        created_at_ms: int | None = None,
+    ) -> tuple[int, int]:
+        """Store a new version atomically. Returns ``(status, version)``: status 1 on success,
+        NEEDS_SEED when Redis does not know the draft, NOT_OWNER, or CONFLICT (with latest)."""
+        result = await self._save(
+            keys=[DRAFT_PREFIX + draft_id, DIRTY, USER_DIRTY_PREFIX + owner],
+            args=[
+                owner,
+                title,
+                payload,
+                "" if base_version is None else base_version,
+                now_ms,
+                "" if seed_version is None else seed_version,
+                draft_id,
+                created_at_ms or now_ms,
+            ],
+        )
+        return int(result[0]), int(result[1])
+
+    async def get(self, draft_id: str) -> Snapshot | None:
+        return Snapshot.from_hash(draft_id, await self.redis.hgetall(DRAFT_PREFIX + draft_id))
+
+    async def get_many(self, draft_ids: list[str]) -> list[Snapshot | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for draft_id in draft_ids:
+                pipe.hgetall(DRAFT_PREFIX + draft_id)
+            raws = await pipe.execute()
+        return [Snapshot.from_hash(d, r) for d, r in zip(draft_ids, raws, strict=True)]
+
+    async def owner(self, draft_id: str) -> str | None:
+        raw = await self.redis.hget(DRAFT_PREFIX + draft_id, "owner")
+        return raw.decode() if raw else None
+
+    async def user_dirty(self, owner: str, limit: int) -> list[str]:
+        """The user's unwritten drafts, most recently saved first."""
+        ids = await self.redis.zrevrange(USER_DIRTY_PREFIX + owner, 0, limit - 1)
+        return [i.decode() for i in ids]
+
+    async def mark_persisted(self, written: list[Snapshot]) -> list[bool]:
+        """After a commit: record the written version; True where nothing newer is waiting."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for snap in written:
+                await self._mark(
+                    keys=[DRAFT_PREFIX + snap.draft_id, DIRTY, USER_DIRTY_PREFIX + snap.owner],
+                    args=[snap.version, snap.draft_id, PERSISTED_CACHE_TTL_S],
+                    client=pipe,
+                )
+            results = await pipe.execute()
+        return [bool(r) for r in results]
+
+    async def due(self, older_than_ms: int, limit: int) -> list[str]:
+        """Dirty drafts whose oldest unwritten save is older than ``older_than_ms``."""
+        ids = await self.redis.zrangebyscore(DIRTY, "-inf", older_than_ms, start=0, num=limit)
+        return [i.decode() for i in ids]
+
+    async def dirty_since(self, draft_id: str) -> float | None:
+        """When the draft's oldest unwritten save arrived (ms), or None if it is clean."""
+        score = await self.redis.zscore(DIRTY, draft_id)
+        return None if score is None else float(score)
+
+    async def pending(self) -> int:
+        return int(await self.redis.zcard(DIRTY))
+
+    async def lease(self, draft_id: str, token: str, ttl_ms: int) -> bool:
+        return bool(await self.redis.set(FLUSHING_PREFIX + draft_id, token, nx=True, px=ttl_ms))
+
+    async def release(self, draft_ids: list[str], token: str) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for draft_id in draft_ids:
+                await self._release(keys=[FLUSHING_PREFIX + draft_id], args=[token], client=pipe)
+            await pipe.execute()
+
+    async def record_flush(self, *, at_iso: str, ok: bool) -> None:
+        await self.redis.hset(LAST_FLUSH, mapping={"at": at_iso, "ok": "1" if ok else "0"})
+
+    async def last_flush(self) -> dict[str, Any]:
+        raw = await self.redis.hgetall(LAST_FLUSH)
+        return {
+            "lastFlushAt": raw[b"at"].decode() if raw.get(b"at") else None,
+            "lastFlushOk": raw.get(b"ok", b"1") == b"1",
+        }

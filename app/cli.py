@@ -1,0 +1,103 @@
+"""``draftwire``: the one console script (``api``, ``worker``, ``migrate``, ``token``, ...)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+from app import config as config_module
+from app.config import ConfigError, Settings, parse_duration
+from observability import logging as obs_logging
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _api(args: argparse.Namespace, settings: Settings) -> int:
+    from granian import Granian
+    from granian.constants import Interfaces, Loops, RuntimeModes
+
+    # One Granian worker per process: prometheus-client's multiprocess mode drops exemplars,
+    # so scale with processes/replicas. Single-threaded runtime keeps socket frames in order.
+    Granian(
+        "app.main:create_app",
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        loop=Loops.uvloop,
+        runtime_mode=RuntimeModes.st,
+        log_enabled=False,
+        backlog=2048,
+        workers_kill_timeout=30,
+    ).serve()
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    import uvloop
+
+    from app.worker import run
+
+    uvloop.run(run(settings))
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from app.db.migrate import migrate
+
+    applied = asyncio.run(migrate(settings.database_url))
+    print(f"migrations: {len(applied)} applied" + (f" ({', '.join(applied)})" if applied else ", schema up to date"))
+    return 0
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> int:
+    from app.auth import issue
+
+    print(issue(settings.jwt_secret, args.user, admin=args.admin, ttl_seconds=parse_duration(args.ttl)))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="draftwire", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+    sub.add_parser("api", help="serve the HTTP API, WebSocket and SSE on PORT (Granian)").set_defaults(run=_api)
+    sub.add_parser("worker", help="run queue consumers and cron; /healthz /metrics on WORKER_METRICS_PORT").set_defaults(
+        run=_worker
+    )
+    sub.add_parser("migrate", help="apply app/db/migrations/*.sql in order").set_defaults(run=_migrate)
+    token = sub.add_parser("token", help="print a signed session token")
+    token.add_argument("--user", required=True, help="user id (the token's sub)")
+    token.add_argument("--admin", action="store_true", help="grant the admin role")
+    token.add_argument("--ttl", default="1h", help="lifetime, e.g. 1h, 30m (default 1h)")
+    token.set_defaults(run=_token)
+    for extend in _EXTENSIONS:
+        extend(sub)
+    return root
+
+
+_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = config_module.load()
+    except ConfigError as exc:
+        obs_logging.configure()
+        obs_logging.get_logger("app.cli").error("startup_failed", variable=exc.variable, error=str(exc))
+        return 2
+    obs_logging.configure(settings.log_level, settings.log_format)
+    try:
+        return int(args.run(args, settings))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one clear line, not a traceback, for what an operator can fix
+        obs_logging.get_logger("app.cli").error("startup_failed", command=args.command, error=f"{type(exc).__name__}: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

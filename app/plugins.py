@@ -1,0 +1,58 @@
+"""Telemetry wiring as Litestar plugins: OpenTelemetry, Prometheus and structlog, each Litestar's
+own. The order matters: the OTel middleware is outermost (the plugin puts it there), so the
+Prometheus middleware observes inside the request span and can attach its trace id as exemplar."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar.connection import Request
+from litestar.enums import ScopeType
+from litestar.logging.config import StructLoggingConfig
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from litestar.plugins.prometheus import PrometheusConfig
+from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
+
+from app.config import Settings
+from observability import logging as obs_logging
+from observability.metrics import FAST_BUCKETS, exemplar
+
+
+def _exemplar(_: Request[Any, Any, Any]) -> dict[str, str]:
+    return exemplar() or {}
+
+
+def prometheus_config() -> PrometheusConfig:
+    # prefix="http" + group_path=True gives the contract's http_requests_total and
+    # http_request_duration_seconds labelled by route template. WebSocket scopes stay out.
+    return PrometheusConfig(
+        app_name="draftwire",
+        prefix="http",
+        group_path=True,
+        buckets=list(FAST_BUCKETS),
+        exemplars=_exemplar,
+        scopes={ScopeType.HTTP},
+        exclude=["^/metrics$"],
+    )
+
+
+def opentelemetry_plugin() -> OpenTelemetryPlugin:
+    return OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["^/metrics$", "^/healthz$", "^/readyz$"]))
+
+
+def structlog_plugin(settings: Settings) -> StructlogPlugin:
+    obs_logging.configure(settings.log_level, settings.log_format)
+    # Our processors and handler are installed by observability.logging.configure; the plugin
+    # gives handlers the same logger. Litestar's request logging is off: ours writes the
+    # contract's `request` line (route, status, latency_ms) in app.edge.
+    import structlog
+
+    logging_config = StructLoggingConfig(
+        processors=structlog.get_config()["processors"],
+        logger_factory=structlog.get_config()["logger_factory"],
+        wrapper_class=structlog.get_config()["wrapper_class"],
+        log_exceptions="never",
+        standard_lib_logging_config=None,
+    )
+    logging_config.standard_lib_logging_config = None
+    return StructlogPlugin(StructlogConfig(structlog_logging_config=logging_config, enable_middleware_logging=False))

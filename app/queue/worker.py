@@ -1,0 +1,128 @@
+"""SAQ's worker with our job wrapper: a span per attempt (child of the enqueuer on the first
+attempt, a new trace linked to it on retries), a heartbeat so a lost worker's job is swept and
+re-run quickly, and ``job_duration_seconds`` / ``job_wait_seconds``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from croniter import croniter
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from saq import Worker
+from saq.job import CronJob, Job
+
+from observability import tracing
+from observability.logging import get_logger
+from observability.metrics import JOB_DURATION, JOB_WAIT, observe
+
+log = get_logger("app.queue")
+
+Handler = Callable[..., Awaitable[Any]]
+
+SCHEDULE_TICK_S = 0.05
+"""How often due (delayed) jobs are moved to the queue: the autosave window's resolution."""
+SWEEP_EVERY_S = 5
+"""How often stalled jobs are looked for (SAQ's default is 60 s)."""
+HEARTBEAT_S = 6
+"""A running job's heartbeat lease; it is touched every third of this."""
+
+
+def traced(queue_name: str, name: str, fn: Handler) -> Handler:
+    """Wrap a job function with its span, heartbeat and duration metric."""
+    tracer = tracing.tracer("draftwire.worker")
+
+    async def run(ctx: dict[str, Any], **kwargs: Any) -> Any:
+        job: Job = ctx["job"]
+        carrier = job.meta.get("trace")
+        due_ms = max(job.queued, int(float(job.scheduled or 0) * 1000))
+        observe(JOB_WAIT.labels(queue_name), max(0.0, (job.started - due_ms) / 1000))
+        if job.attempts <= 1:
+            parent, links = tracing.extract(carrier), []
+        else:  # a retry is its own trace, linked to the one that enqueued it
+            parent, links = otel_context.Context(), tracing.link_from(carrier)
+        heartbeat = asyncio.create_task(_heartbeat(job)) if job.heartbeat else None
+        start = time.perf_counter()
+        try:
+            with tracer.start_as_current_span(
+                f"job {queue_name}",
+                context=parent,
+                links=links,
+                kind=trace.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "saq",
+                    "messaging.destination.name": queue_name,
+                    "messaging.message.id": job.key,
+                    "draftwire.job.function": name,
+                    "draftwire.job.attempt": job.attempts,
+                },
+            ):
+                return await fn(ctx, **kwargs)
+        finally:
+            if heartbeat:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+            observe(JOB_DURATION.labels(queue_name), time.perf_counter() - start)
+
+    run.__qualname__ = name
+    return run
+
+
+async def _heartbeat(job: Job) -> None:
+    """Touch the job every third of its lease so the sweep only takes jobs whose worker died."""
+    while True:
+        await asyncio.sleep(job.heartbeat / 3)
+        try:
+            await job.update()
+        except Exception:  # noqa: BLE001 - a missed beat is retried; the sweep has slack
+            log.warning("job_heartbeat_failed", job_id=job.key, queue=job.queue.name if job.queue else None)
+
+
+class DraftwireWorker(Worker):
+    """SAQ worker with a fast schedule tick; cron jobs are (re)declared once a second only."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._cron_declared_at = 0.0
+
+    async def schedule(self, lock: int = 1) -> None:
+        now = time.monotonic()
+        if self.cron_jobs and now - self._cron_declared_at >= 1.0:
+            self._cron_declared_at = now
+            await self._declare_cron()
+        await self.queue.schedule(lock)
+
+    async def _declare_cron(self) -> None:
+        # One job per schedule slot: the key names the slot, so every worker enqueues the same
+        # key and SAQ's dedupe keeps exactly one (contract: at most one run per slot).
+        for cron_job in self.cron_jobs:
+            due = croniter(cron_job.cron, time.time()).get_next(float)
+            name = cron_job.function.__qualname__
+            await self.queue.enqueue(
+                name,
+                key=f"cron:{name}:{int(due)}",
+                scheduled=int(due),
+                timeout=cron_job.timeout or 0,
+                retries=cron_job.retries or 1,
+                ttl=cron_job.ttl or 600,
+                **(cron_job.kwargs or {}),
+            )
+
+
+def job_defaults(task_timeout: float, max_attempts: int) -> dict[str, Any]:
+    """Per-job settings every enqueue uses: contract timeout and attempts, our heartbeat."""
+    return {
+        "timeout": max(1, math.ceil(task_timeout)),
+        "retries": max_attempts,
+        "retry_delay": 0.5,
+        "heartbeat": HEARTBEAT_S,
+    }
+
+
+__all__ = ("DraftwireWorker", "CronJob", "job_defaults", "traced")

@@ -1,0 +1,104 @@
+"""The write path of realtime: append an event with the next seq of its channel, then announce it.
+
+Postgres is the source of truth (``publish_event`` allocates gap-free seqs under a row lock);
+Redis only announces, so a lost announcement costs latency, never an event: subscribers
+notice the jump in seq and backfill from Postgres.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from redis.asyncio import Redis
+
+from app.db import Conn, Database
+from observability import tracing
+from observability.logging import get_logger
+
+log = get_logger(__name__)
+
+ANNOUNCE_PREFIX = "dw:events:"
+CHANNEL_RE = re.compile(r"^(job|draft):[A-Za-z0-9_.:@-]{1,200}$")
+EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+
+
+def valid_channel(channel: str) -> bool:
+    return bool(CHANNEL_RE.match(channel))
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    channel: str
+    seq: int
+    type: str
+    data: dict[str, Any]
+    ts: str
+    """Publish time, ISO-8601 UTC with ms."""
+
+    def announcement(self, carrier: dict[str, str], published_at: float) -> str:
+        return json.dumps(
+            {
+                "channel": self.channel,
+                "seq": self.seq,
+                "type": self.type,
+                "data": self.data,
+                "ts": self.ts,
+                "pt": published_at,
+                "trace": carrier,
+            },
+            separators=(",", ":"),
+        )
+
+
+class EventPublisher:
+    """Append events to ``channel_events`` and announce them on Redis."""
+
+    def __init__(self, db: Database, redis: Redis) -> None:
+        self.db = db
+        self.redis = redis
+
+    async def append(self, conn: Conn, channel: str, type_: str, data: dict[str, Any]) -> Event:
+        """Insert inside the caller's transaction; call :meth:`announce` after it commits."""
+        cur = await conn.execute(
+            "SELECT seq, created_at FROM publish_event(%s, %s, %s::jsonb)",
+            (channel, type_, json.dumps(data)),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return Event(channel, int(row["seq"]), type_, data, utc_iso_ms(row["created_at"]))
+
+    async def publish(self, channel: str, type_: str, data: dict[str, Any]) -> Event:
+        """Append in a transaction of its own, then announce."""
+        with tracing.tracer("draftwire.events").start_as_current_span(
+            "event publish", attributes={"draftwire.channel.kind": channel.split(":", 1)[0]}
+        ):
+            async with self.db.tx("events.publish") as conn:
+                event = await self.append(conn, channel, type_, data)
+            await self.announce([event])
+        return event
+
+    async def announce(self, events: list[Event], carriers: list[dict[str, str]] | None = None) -> None:
+        """Tell every API process; failures are logged, never raised (Postgres already has it)."""
+        if not events:
+            return
+        now = time.time()
+        default = tracing.inject()
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i, event in enumerate(events):
+                    carrier = carriers[i] if carriers else default
+                    pipe.publish(ANNOUNCE_PREFIX + event.channel, event.announcement(carrier, now))
+                await pipe.execute()
+        except Exception as exc:  # noqa: BLE001 - subscribers backfill from Postgres on the next seq
+            log.warning("event_announce_failed", error=type(exc).__name__, count=len(events))
+
+
+def utc_iso_ms(ts: datetime) -> str:
+    """``2026-11-23T01:02:03.456Z`` for an aware datetime."""
+    utc = ts.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

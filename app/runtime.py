@@ -1,0 +1,135 @@
+"""The process's shared clients (Redis, Postgres pool, queues) and the services built on them.
+
+Created once per process by the API's lifespan or the worker's start-up; handlers reach it as
+``request.app.state.runtime``. Nothing shared between processes lives here: state that several
+API or worker processes must agree on is in Redis or Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from app.autosave.service import AutosaveService
+from app.autosave.store import DraftStore
+from app.config import Settings
+from app.db import Database
+from app.db.migrate import available
+from app.queue.names import QUEUES
+from app.queue.redis_queue import DraftwireQueue
+from app.ratelimit import RateLimiter
+from app.realtime.events import EventPublisher
+from observability.metrics import DATABASE_UP, QUEUE_DEPTH, REDIS_UP
+
+PROBE_TIMEOUT_S = 0.8
+"""Each dependency check gives up after this, so /readyz answers within 1 s."""
+
+
+def redis_client(url: str) -> Redis:
+    # Short timeouts: a hung Redis must fail requests fast (503), not pile them up.
+    return Redis.from_url(
+        url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=15, retry_on_timeout=False
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    redis: Redis
+    db: Database
+    queues: dict[str, DraftwireQueue]
+    drafts: DraftStore
+    limiter: RateLimiter
+    events: EventPublisher
+    autosave: AutosaveService
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    _migrations_ok: bool = False
+
+    @classmethod
+    def create(cls, settings: Settings, *, pool_max: int = 10) -> Runtime:
+        redis = redis_client(settings.redis_url)
+        db = Database(url=settings.database_url, statement_timeout=settings.db_query_timeout, max_size=pool_max)
+        queues = {name: DraftwireQueue(redis, name=name) for name in QUEUES}
+        drafts = DraftStore(redis)
+        return cls(
+            settings=settings,
+            redis=redis,
+            db=db,
+            queues=queues,
+            drafts=drafts,
+            limiter=RateLimiter(redis),
+            events=EventPublisher(db, redis),
+            autosave=AutosaveService(settings=settings, store=drafts, db=db, queue=queues["draft-autosave"]),
+        )
+
+    async def start(self) -> None:
+        await self.db.open(wait=False)
+        for queue in self.queues.values():
+            await queue.connect()
+        self._tasks.append(asyncio.create_task(self._probe_loop(), name="dependency-probe"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self.db.close()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+
+    # --- dependency checks (bounded) --------------------------------------------------------
+    async def check_redis(self) -> str | None:
+        """None when Redis answers a PING in time, else the contract's failure text."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                await self.redis.ping()
+        except Exception:  # noqa: BLE001
+            REDIS_UP.set(0)
+            return "redis ping failed"
+        REDIS_UP.set(1)
+        return None
+
+    async def check_database(self) -> str | None:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                await self.db.ping()
+        except Exception:  # noqa: BLE001
+            DATABASE_UP.set(0)
+            return "database ping failed"
+        DATABASE_UP.set(1)
+        return None
+
+    async def check_migrations(self) -> str | None:
+        if self._migrations_ok:
+            return None
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                async with self.db.tx("migrations.check") as conn:
+                    cur = await conn.execute("SELECT version FROM schema_migrations")
+                    done = {r["version"] for r in await cur.fetchall()}
+        except Exception:  # noqa: BLE001
+            return "migrations pending"
+        if any(m.version not in done for m in available()):
+            return "migrations pending"
+        self._migrations_ok = True
+        return None
+
+    async def _probe_loop(self, every: float = 5.0) -> None:
+        """Keep redis_up / database_up / queue_depth fresh for Prometheus even with no traffic."""
+        while True:
+            await asyncio.gather(self.check_redis(), self.check_database(), return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await self.refresh_queue_depth()
+            await asyncio.sleep(every)
+
+    async def refresh_queue_depth(self) -> dict[str, dict[str, int]]:
+        depths = {}
+        for name, queue in self.queues.items():
+            depths[name] = await queue.depth()
+            for state, value in depths[name].items():
+                QUEUE_DEPTH.labels(name, state).set(value)
+        return depths

@@ -1,0 +1,126 @@
+"""``draftwire worker``: SAQ workers for every queue in one process, ``/healthz`` and ``/metrics``
+on ``WORKER_METRICS_PORT``, and a clean SIGTERM: stop taking jobs, let running ones finish
+within the grace period, return the rest to their queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+from app.autosave.flush import FlushBatcher, FlushFollowUp, flush_handler
+from app.config import Settings
+from app.health import metrics_response
+from app.queue.names import AUTOSAVE
+from app.queue.worker import SCHEDULE_TICK_S, SWEEP_EVERY_S, DraftwireWorker, job_defaults, traced
+from app.runtime import Runtime
+from observability import tracing
+from observability.logging import get_logger
+
+log = get_logger("app.worker")
+
+SHUTDOWN_GRACE_S = 25
+"""Running jobs get this long after SIGTERM before they are cancelled and re-queued (< 30 s)."""
+
+
+class Worker(DraftwireWorker):
+    SIGNALS: list[signal.Signals] = []  # the process handles signals once for all queues
+
+
+def build_workers(runtime: Runtime, settings: Settings) -> tuple[list[Worker], list[Any]]:
+    """One SAQ worker per queue with its functions; plus background services to run beside."""
+    batcher = FlushBatcher(
+        db=runtime.db,
+        store=runtime.drafts,
+        events=runtime.events,
+        batch_size=settings.autosave_batch_size,
+        flush_delay=settings.autosave_flush_delay,
+    )
+    follow_up = FlushFollowUp(
+        queue=runtime.queues[AUTOSAVE],
+        store=runtime.drafts,
+        db=runtime.db,
+        flush_delay=settings.autosave_flush_delay,
+        defaults=job_defaults(settings.worker_task_timeout, settings.job_max_attempts),
+    )
+    common: dict[str, Any] = {
+        "concurrency": settings.worker_concurrency,
+        "timers": {"schedule": SCHEDULE_TICK_S, "sweep": SWEEP_EVERY_S},  # type: ignore[typeddict-item]
+        "dequeue_timeout": 1.0,
+        "shutdown_grace_period_s": SHUTDOWN_GRACE_S,
+        "cancellation_hard_deadline_s": 2.0,
+    }
+    workers = [
+        Worker(
+            runtime.queues[AUTOSAVE],
+            functions=[("flush_draft", traced(AUTOSAVE, "flush_draft", flush_handler(batcher)))],
+            after_process=follow_up.after_process,
+            **common,
+        )
+    ]
+    return workers, [batcher, follow_up]
+
+
+async def _serve_metrics(port: int) -> asyncio.Server:
+    """A minimal HTTP/1.1 server: GET /healthz and GET /metrics, nothing else."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            parts = request_line.split(" ")
+            path = parts[1].split("?", 1)[0] if len(parts) > 1 else "/"
+            headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
+            if parts[0] != "GET":
+                status, body, ctype = "405 Method Not Allowed", b'{"error":"method_not_allowed","detail":"Only GET."}', "application/json"
+            elif path == "/healthz":
+                status, body, ctype = "200 OK", b'{"status":"ok"}', "application/json"
+            elif path == "/metrics":
+                body, ctype = metrics_response(headers.get("accept", ""))
+                status = "200 OK"
+            else:
+                status, body, ctype = "404 Not Found", b'{"error":"not_found","detail":"Try /healthz or /metrics."}', "application/json"
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "0.0.0.0", port)  # noqa: S104
+
+
+async def run(settings: Settings) -> None:
+    tracing.configure("draftwire-worker")
+    runtime = Runtime.create(settings, pool_max=max(4, settings.worker_concurrency))
+    await runtime.start()
+    workers, services = build_workers(runtime, settings)
+    batcher, follow_up = services
+    batcher.start()
+    sweeper = asyncio.create_task(follow_up.run(), name="autosave-sweeper")
+    server = await _serve_metrics(settings.worker_metrics_port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker_started", queues=[w.queue.name for w in workers], port=settings.worker_metrics_port,
+             concurrency=settings.worker_concurrency)
+    runs = [asyncio.create_task(w.start(), name=f"worker-{w.queue.name}") for w in workers]
+    try:
+        await stop.wait()
+        log.info("worker_draining", grace_s=SHUTDOWN_GRACE_S)
+    finally:
+        for worker in workers:
+            worker.event.set()
+        await asyncio.gather(*runs, return_exceptions=True)
+        sweeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeper
+        await batcher.stop()
+        server.close()
+        await runtime.stop()
+        log.info("worker_stopped")

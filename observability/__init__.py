@@ -1,0 +1,1 @@
+"""Logs, traces and metrics: everything observability lives here, beside the app, importing nothing of it."""

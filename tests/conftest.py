@@ -1,0 +1,133 @@
+"""Test fixtures: throwaway PostgreSQL and Redis on free ports (or TEST_DATABASE_URL /
+TEST_REDIS_URL), migrated once per session, and factories for real API and worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from redis.asyncio import Redis
+
+from app.auth import issue
+from app.db.migrate import migrate
+from app.devstack import PostgresServer, RedisServer
+from tests.support.processes import TEST_SECRET, ServiceProcess
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Iterator[Path]:
+    with tempfile.TemporaryDirectory(prefix="draftwire-test-") as d:
+        os.chmod(d, 0o755)
+        yield Path(d)
+
+
+@pytest.fixture(scope="session")
+def database_url(workdir: Path) -> Iterator[str]:
+    if os.environ.get("TEST_DATABASE_URL"):
+        yield os.environ["TEST_DATABASE_URL"]
+        return
+    server = PostgresServer(workdir / "pg").start()
+    try:
+        yield server.url
+    finally:
+        server.stop("immediate")
+
+
+@pytest.fixture(scope="session")
+def redis_server(workdir: Path) -> Iterator[RedisServer | None]:
+    if os.environ.get("TEST_REDIS_URL"):
+        yield None
+        return
+    server = RedisServer(workdir / "redis").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_server: RedisServer | None) -> str:
+    return os.environ.get("TEST_REDIS_URL") or redis_server.url  # type: ignore[union-attr]
+
+
+@pytest.fixture(scope="session")
+def migrated(database_url: str) -> str:
+    asyncio.run(migrate(database_url, progress=None))
+    return database_url
+
+
+@pytest.fixture(scope="session")
+def base_env(migrated: str, redis_url: str) -> dict[str, str]:
+    """Environment for app processes: test dependencies, contract defaults otherwise."""
+    return {
+        "DATABASE_URL": migrated,
+        "REDIS_URL": redis_url,
+        "JWT_SECRET": TEST_SECRET,
+        "DRAFTWIRE_ENV": "test",
+        "LOG_FORMAT": "json",
+        "LOG_LEVEL": "INFO",
+        "HOST": "127.0.0.1",
+    }
+
+
+@pytest.fixture
+def token() -> Callable[..., str]:
+    def make(user: str | None = None, *, admin: bool = False, ttl: float = 3600) -> str:
+        return issue(TEST_SECRET, user or f"user-{uuid.uuid4().hex[:12]}", admin=admin, ttl_seconds=ttl)
+
+    return make
+
+
+@pytest.fixture
+def user_id() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def spawn(workdir: Path, base_env: dict[str, str]) -> Iterator[Callable[..., ServiceProcess]]:
+    """``spawn("api"|"worker", **env)``: a started process, stopped at the end of the session
+    (tests that stop or kill theirs early may)."""
+    started: list[ServiceProcess] = []
+
+    def make(kind: str, **env: str) -> ServiceProcess:
+        log = workdir / f"{kind}-{uuid.uuid4().hex[:8]}.log"
+        proc = ServiceProcess(kind, {**base_env, **env}, log)
+        started.append(proc)
+        return proc.start()
+
+    yield make
+    for proc in reversed(started):
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def api(spawn: Callable[..., ServiceProcess]) -> ServiceProcess:
+    """The shared API process, with the contract's defaults (30 saves/min/user)."""
+    return spawn("api", AUTOSAVE_FLUSH_DELAY="300ms")
+
+
+@pytest.fixture(scope="session")
+def worker(spawn: Callable[..., ServiceProcess]) -> ServiceProcess:
+    """The shared worker process."""
+    return spawn("worker", AUTOSAVE_FLUSH_DELAY="300ms")
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def owner_conn(migrated: str) -> AsyncIterator[psycopg.AsyncConnection[tuple[object, ...]]]:
+    """A connection as the schema owner (sees past nothing: RLS is forced even for owners)."""
+    conn = await psycopg.AsyncConnection.connect(migrated, autocommit=True)
+    yield conn
+    await conn.close()
