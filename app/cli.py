@@ -73,12 +73,15 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--admin", action="store_true", help="grant the admin role")
     token.add_argument("--ttl", default="1h", help="lifetime, e.g. 1h, 30m (default 1h)")
     token.set_defaults(run=_token)
-    for extend in _EXTENSIONS:
+    for extend in _extensions():
         extend(sub)
     return root
 
 
-_EXTENSIONS: list[Callable[[argparse._SubParsersAction], None]] = []  # type: ignore[type-arg]
+def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
+    from app.queue.cli import register as queue_commands
+
+    return [queue_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

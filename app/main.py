@@ -15,6 +15,8 @@ from app.config import Settings
 from app.edge import EdgeMiddleware
 from app.errors import EXCEPTION_HANDLERS
 from app.plugins import opentelemetry_plugin, prometheus_config, structlog_plugin
+from app.queue.plugin import QueuePlugin
+from app.realtime.plugin import RealtimePlugin
 from app.runtime import Runtime
 from observability import tracing
 from observability.metrics import REALTIME_MAX_CONNECTIONS
@@ -36,7 +38,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     app = Litestar(
         route_handlers=[health.healthz, health.readyz, health.health, health.metrics, *AUTOSAVE_ROUTES],
-        plugins=[structlog_plugin(settings), opentelemetry_plugin()],
+        plugins=[structlog_plugin(settings), opentelemetry_plugin(), QueuePlugin(), RealtimePlugin()],
         middleware=[prometheus_config().middleware, EdgeMiddleware()],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[lifespan],
