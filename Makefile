@@ -1,0 +1,38 @@
+# Draftwire: `make up` runs the service with everything it needs; `make test` runs the suite.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: up test test-fast deps system-deps lint bench loadtest clean help
+
+help:
+	@echo "make up      start Postgres, Redis, migrations, API :8080, worker :9091 (Ctrl-C stops)"
+	@echo "make test    install what the suite needs and run every test"
+	@echo "make bench   run the benchmarks recorded in docs/BENCHMARKS.md"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test,load]'
+	@touch $@
+
+deps: $(STAMP)
+
+system-deps:
+	@bash scripts/system-deps.sh
+
+up: system-deps deps
+	$(PY) -m app.devstack
+
+test: system-deps deps
+	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+lint: deps
+	$(VENV)/bin/ruff check app observability tests || true
+
+bench: system-deps deps
+	$(PY) -m loadtests.bench_autosave
+
+clean:
+	rm -rf .data $(VENV)
