@@ -260,7 +260,8 @@ def autosave() -> dict[str, Any]:
         ], unit="ops", description="Coalescing folds saves of one draft inside AUTOSAVE_FLUSH_DELAY into one write."),
         panel("Batch write failure ratio", [target(
             f"sum(rate(autosave_flush_failures_total{{{WORKER}}}[{RATE}])) / "
-            f"sum(rate(autosave_flush_duration_seconds_count{{{WORKER}}}[{RATE}]))", "failed")],
+            f"(sum(rate(autosave_flush_failures_total{{{WORKER}}}[{RATE}])) + "
+            f"sum(rate(autosave_flush_duration_seconds_count{{{WORKER}}}[{RATE}])))", "failed")],
             unit="percentunit", lines=((0.01, "red"),), description="SLO: success > 99 % (AutosaveFlushFailing)."),
         panel("draft-autosave queue", [target('max by (state) (queue_depth{queue="draft-autosave"})', "{{state}}")]),
         panel("Postgres query latency (p95)", [target(quantile(0.95, "db_query_duration_seconds", "", "job, operation"),
