@@ -6,14 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from typing import Any
 
 from app.autosave.flush import FlushBatcher, FlushFollowUp, flush_handler
-from app.config import Settings
+from app.config import Settings, parse_duration
 from app.health import metrics_response
-from app.queue.names import AUTOSAVE
-from app.queue.worker import SCHEDULE_TICK_S, SWEEP_EVERY_S, DraftwireWorker, job_defaults, traced
+from app.queue import testing
+from app.queue.build import BUILD_FUNCTION, DraftBuilder
+from app.queue.jobs import JobStore
+from app.queue.maintenance import BACKUP_TIMEOUT_S, backup_cron, maintenance_cron, maintenance_handlers
+from app.queue.names import AUTOSAVE, BUILD, MAINTENANCE
+from app.queue.worker import (
+    SCHEDULE_TICK_S,
+    SWEEP_EVERY_S,
+    CronJob,
+    DraftwireWorker,
+    job_defaults,
+    traced,
+)
 from app.runtime import Runtime
 from observability import tracing
 from observability.logging import get_logger
@@ -21,7 +33,9 @@ from observability.logging import get_logger
 log = get_logger("app.worker")
 
 SHUTDOWN_GRACE_S = 25
-"""Running jobs get this long after SIGTERM before they are cancelled and re-queued (< 30 s)."""
+"""Running jobs get this long after SIGTERM before they are cancelled and re-queued (< 30 s).
+``DRAFTWIRE_SHUTDOWN_GRACE`` shortens it (tests of the re-queue path)."""
+MAINTENANCE_CONCURRENCY = 2
 
 
 class Worker(DraftwireWorker):
@@ -44,20 +58,53 @@ def build_workers(runtime: Runtime, settings: Settings) -> tuple[list[Worker], l
         flush_delay=settings.autosave_flush_delay,
         defaults=job_defaults(settings.worker_task_timeout, settings.job_max_attempts),
     )
+    grace = os.environ.get("DRAFTWIRE_SHUTDOWN_GRACE")
     common: dict[str, Any] = {
         "concurrency": settings.worker_concurrency,
         "timers": {"schedule": SCHEDULE_TICK_S, "sweep": SWEEP_EVERY_S},  # type: ignore[typeddict-item]
         "dequeue_timeout": 1.0,
-        "shutdown_grace_period_s": SHUTDOWN_GRACE_S,
+        "shutdown_grace_period_s": parse_duration(grace) if grace else SHUTDOWN_GRACE_S,
         "cancellation_hard_deadline_s": 2.0,
     }
+    timeout = settings.worker_task_timeout
+
+    def functions(queue: str, handlers: dict[str, Any]) -> list[tuple[str, Any]]:
+        return [(name, traced(queue, name, fn, timeout=timeout)) for name, fn in handlers.items()]
+
+    builder = DraftBuilder(autosave=runtime.autosave, db=runtime.db, events=runtime.events, jobs=JobStore(runtime.db))
+    runtime.queues[BUILD].on_failed.append(builder.on_failed)
+    build_handlers: dict[str, Any] = {BUILD_FUNCTION: builder.build_draft}
+    if testing.enabled():
+        build_handlers.update(testing.test_functions(runtime.redis))
+    nightly = maintenance_handlers(runtime.db, runtime.queues, settings)
+    attempts = settings.job_max_attempts
     workers = [
         Worker(
             runtime.queues[AUTOSAVE],
-            functions=[("flush_draft", traced(AUTOSAVE, "flush_draft", flush_handler(batcher)))],
+            functions=functions(AUTOSAVE, {"flush_draft": flush_handler(batcher)}),
             after_process=follow_up.after_process,
             **common,
-        )
+        ),
+        Worker(runtime.queues[BUILD], functions=functions(BUILD, build_handlers), **common),
+        Worker(
+            runtime.queues[MAINTENANCE],
+            functions=[],
+            cron_jobs=[
+                CronJob(
+                    traced(MAINTENANCE, "maintenance", nightly["maintenance"], timeout=timeout),
+                    cron=maintenance_cron(),
+                    timeout=max(1, int(timeout)),
+                    retries=attempts,
+                ),
+                CronJob(
+                    traced(MAINTENANCE, "backup", nightly["backup"], timeout=BACKUP_TIMEOUT_S),
+                    cron=backup_cron(),
+                    timeout=BACKUP_TIMEOUT_S,
+                    retries=attempts,
+                ),
+            ],
+            **{**common, "concurrency": MAINTENANCE_CONCURRENCY},
+        ),
     ]
     return workers, [batcher, follow_up]
 

@@ -31,10 +31,20 @@ SWEEP_EVERY_S = 5
 """How often stalled jobs are looked for (SAQ's default is 60 s)."""
 HEARTBEAT_S = 6
 """A running job's heartbeat lease; it is touched every third of this."""
+CRON_SLOT_KEEP_S = 86400
+"""How long a cron slot's claim is remembered after the slot's time."""
 
 
-def traced(queue_name: str, name: str, fn: Handler) -> Handler:
-    """Wrap a job function with its span, heartbeat and duration metric."""
+class PermanentJobError(Exception):
+    """Raised by a handler when retrying cannot help (the draft is gone): straight to the dead letter."""
+
+
+def traced(queue_name: str, name: str, fn: Handler, *, timeout: float | None = None) -> Handler:
+    """Wrap a job function with its span, heartbeat and duration metric.
+
+    ``timeout`` is this worker's ``WORKER_TASK_TIMEOUT``: the job is cancelled (and retried) when
+    it runs longer, whatever timeout its enqueuer wrote into the job.
+    """
     tracer = tracing.tracer("draftwire.worker")
 
     async def run(ctx: dict[str, Any], **kwargs: Any) -> Any:
@@ -62,7 +72,11 @@ def traced(queue_name: str, name: str, fn: Handler) -> Handler:
                     "draftwire.job.attempt": job.attempts,
                 },
             ):
-                return await fn(ctx, **kwargs)
+                async with asyncio.timeout(timeout):
+                    return await fn(ctx, **kwargs)
+        except PermanentJobError:
+            job.retries = job.attempts  # SAQ then finishes it as failed instead of retrying
+            raise
         finally:
             if heartbeat:
                 heartbeat.cancel()
@@ -90,6 +104,7 @@ class DraftwireWorker(Worker):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._cron_declared_at = 0.0
+        self._cron_slots: dict[str, int] = {}
 
     async def schedule(self, lock: int = 1) -> None:
         now = time.monotonic()
@@ -99,20 +114,35 @@ class DraftwireWorker(Worker):
         await self.queue.schedule(lock)
 
     async def _declare_cron(self) -> None:
-        # One job per schedule slot: the key names the slot, so every worker enqueues the same
-        # key and SAQ's dedupe keeps exactly one (contract: at most one run per slot).
+        # One job per schedule slot (contract: at most one run per slot across all workers).
+        # The job key names the slot, but SAQ's dedupe only holds while a job is incomplete: a
+        # worker whose clock lags could enqueue a slot that already ran. So the first worker
+        # to claim the slot (SET NX) enqueues it, and nobody else ever does.
+        redis = self.queue.redis  # type: ignore[attr-defined]
         for cron_job in self.cron_jobs:
-            due = croniter(cron_job.cron, time.time()).get_next(float)
+            due = int(croniter(cron_job.cron, time.time()).get_next(float))
             name = cron_job.function.__qualname__
-            await self.queue.enqueue(
-                name,
-                key=f"cron:{name}:{int(due)}",
-                scheduled=int(due),
-                timeout=cron_job.timeout or 0,
-                retries=cron_job.retries or 1,
-                ttl=cron_job.ttl or 600,
-                **(cron_job.kwargs or {}),
-            )
+            if self._cron_slots.get(name) == due:
+                continue
+            claim = self.queue.namespace(f"cron-slot:{name}:{due}")  # type: ignore[attr-defined]
+            ttl = max(60, int(due - time.time()) + CRON_SLOT_KEEP_S)
+            if await redis.set(claim, self.id, nx=True, ex=ttl):
+                try:
+                    await self.queue.enqueue(
+                        name,
+                        key=f"cron:{name}:{due}",
+                        scheduled=due,
+                        timeout=cron_job.timeout or 0,
+                        heartbeat=cron_job.heartbeat or HEARTBEAT_S,
+                        retries=cron_job.retries or 1,
+                        retry_delay=0.5,
+                        ttl=cron_job.ttl or 600,
+                        **(cron_job.kwargs or {}),
+                    )
+                except Exception:
+                    await redis.delete(claim)  # let this or another worker claim it again
+                    raise
+            self._cron_slots[name] = due
 
 
 def job_defaults(task_timeout: float, max_attempts: int) -> dict[str, Any]:
@@ -125,4 +155,4 @@ def job_defaults(task_timeout: float, max_attempts: int) -> dict[str, Any]:
     }
 
 
-__all__ = ("DraftwireWorker", "CronJob", "job_defaults", "traced")
+__all__ = ("CronJob", "DraftwireWorker", "PermanentJobError", "job_defaults", "traced")

@@ -1,0 +1,48 @@
+"""Test-only job functions, registered on the ``draft-build`` queue when the worker runs with
+``DRAFTWIRE_TEST_JOBS=1`` (never set in production; the test suite sets it on the workers it
+spawns). They let the tests drive failure, timeout and crash paths through a real worker:
+
+- ``always_fail``: raises every time (a poisoned payload).
+- ``fail_unless_allowed(gate)``: raises until Redis key ``dwtest:allow:<gate>`` exists.
+- ``sleep_for(seconds, mark)``: sleeps, then (if ``mark``) adds the job key to ``dwtest:done:<mark>``.
+- ``noop``: returns at once (the benchmark's job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from redis.asyncio import Redis
+
+ENV_FLAG = "DRAFTWIRE_TEST_JOBS"
+
+
+class PoisonedJobError(RuntimeError):
+    """What the failing test handlers raise."""
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV_FLAG) == "1"
+
+
+def test_functions(redis: Redis) -> dict[str, Any]:
+    async def always_fail(ctx: dict[str, Any], **_: Any) -> None:
+        raise PoisonedJobError("poisoned payload: this handler always fails")
+
+    async def fail_unless_allowed(ctx: dict[str, Any], *, gate: str) -> str:
+        if not await redis.exists(f"dwtest:allow:{gate}"):
+            raise PoisonedJobError(f"gate {gate} is closed")
+        return "ok"
+
+    async def sleep_for(ctx: dict[str, Any], *, seconds: float, mark: str | None = None) -> str:
+        await asyncio.sleep(seconds)
+        if mark:
+            await redis.sadd(f"dwtest:done:{mark}", ctx["job"].key)
+        return "slept"
+
+    async def noop(ctx: dict[str, Any], **_: Any) -> None:
+        return None
+
+    return {f.__name__: f for f in (always_fail, fail_unless_allowed, sleep_for, noop)}
