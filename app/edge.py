@@ -23,6 +23,8 @@ log = get_logger("app.http")
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/health", "/metrics"})
 # Routes with a limit of their own (per user) are not counted against the per-client limit.
 OWN_LIMIT = frozenset({("POST", "/api/autosave")})
+# Long-lived streams (SSE) are not requests with a deadline: no API_REQUEST_TIMEOUT for them.
+STREAMING = frozenset({"/api/events"})
 
 
 def _json_response(status: int, body: dict[str, str], headers: dict[str, str]) -> list[Message]:
@@ -62,7 +64,7 @@ class EdgeMiddleware(ASGIMiddleware):
                 await runtime.limiter.check(
                     Limit("api", settings.rate_limit_requests, settings.rate_limit_window_seconds), client, route
                 )
-            timeout = settings.api_request_timeout or None
+            timeout = None if route in STREAMING else (settings.api_request_timeout or None)
             async with asyncio.timeout(timeout):
                 await next_app(scope, receive, tracked_send)
         except ApiError as exc:

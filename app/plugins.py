@@ -37,7 +37,11 @@ def prometheus_config() -> PrometheusConfig:
 
 
 def opentelemetry_plugin() -> OpenTelemetryPlugin:
-    return OpenTelemetryPlugin(OpenTelemetryConfig(exclude=["^/metrics$", "^/healthz$", "^/readyz$"]))
+    # Streams (/ws, SSE) live for hours and would get a span per frame: the realtime gateway
+    # makes its own delivery spans, continuing each event's trace instead.
+    return OpenTelemetryPlugin(
+        OpenTelemetryConfig(exclude=["^/metrics$", "^/healthz$", "^/readyz$", "^/ws$", "^/api/events$"])
+    )
 
 
 def structlog_plugin(settings: Settings) -> StructlogPlugin:

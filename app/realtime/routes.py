@@ -1,7 +1,74 @@
-"""HTTP and WebSocket routes of the realtime gateway."""
+"""HTTP and WebSocket routes of the realtime gateway: ``/ws``, ``/api/events`` (SSE), the admin
+publish endpoint and ``/api/realtime/metrics``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-ROUTES: list[Any] = []
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.handlers import asgi
+from litestar.types import Receive, Scope, Send
+
+from app.auth.guards import require_admin
+from app.errors import ApiError
+from app.realtime.events import EVENT_TYPE_RE, valid_channel
+from app.realtime.gateway import Gateway
+from app.realtime.sse import serve_sse
+from app.realtime.ws import serve_ws
+
+MAX_EVENT_DATA_BYTES = 64 * 1024
+"""Largest admin-published event body: announcements should stay small (seed 002: < 1 KB typical)."""
+
+
+def _gateway(scope: Scope) -> Gateway:
+    return scope["litestar_app"].state.realtime  # type: ignore[no-any-return]
+
+
+@asgi("/ws", copy_scope=False, include_in_schema=False)
+async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "websocket":
+        raise ApiError(400, "bad_request", "This path speaks WebSocket only.")
+    await serve_ws(_gateway(scope), scope, receive, send)
+
+
+@asgi("/api/events", copy_scope=False, include_in_schema=False)
+async def sse_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        raise ApiError(400, "bad_request", "This path speaks Server-Sent Events over HTTP only.")
+    await serve_sse(_gateway(scope), scope, receive, send)
+
+
+@get("/api/realtime/metrics", sync_to_thread=False)
+def realtime_metrics(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    """This process's gateway: connections, subscribers per channel, the last catch-up."""
+    require_admin(request, request.app.state.runtime.settings.jwt_secret)
+    return request.app.state.realtime.snapshot()  # type: ignore[no-any-return]
+
+
+@post("/api/admin/channels/{channel:str}/events", status_code=201)
+async def publish_event(request: Request[Any, Any, Any], channel: str) -> Response[dict[str, Any]]:
+    """Append an event to ``channel`` and announce it: ``{"type": "...", "data": {...}}``."""
+    runtime = request.app.state.runtime
+    require_admin(request, runtime.settings.jwt_secret)
+    if not valid_channel(channel):
+        raise ApiError(422, "invalid_request", "channel must look like job:<id> or draft:<id>.")
+    raw = await request.body()
+    if len(raw) > MAX_EVENT_DATA_BYTES:
+        raise ApiError(413, "payload_too_large", f"Event bodies are limited to {MAX_EVENT_DATA_BYTES} bytes.")
+    try:
+        body = msgspec.json.decode(raw)
+    except msgspec.DecodeError:
+        raise ApiError(422, "invalid_request", 'The body must be JSON like {"type":"...","data":{}}.') from None
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid_request", 'The body must be JSON like {"type":"...","data":{}}.')
+    type_, data = body.get("type"), body.get("data", {})
+    if not isinstance(type_, str) or not EVENT_TYPE_RE.match(type_):
+        raise ApiError(422, "invalid_request", "type must be lowercase words joined by dots, e.g. job.progress.")
+    if not isinstance(data, dict):
+        raise ApiError(422, "invalid_request", "data must be a JSON object.")
+    event = await runtime.events.publish(channel, type_, data)
+    return Response({"channel": event.channel, "seq": event.seq}, status_code=201)
+
+
+ROUTES: list[Any] = [websocket_endpoint, sse_endpoint, realtime_metrics, publish_event]

@@ -1,0 +1,181 @@
+"""One Redis pub/sub connection per API process, its channels reference-counted, supervised.
+
+On loss the supervisor reconnects with backoff 2, 4, 8, 16, 32 s, then every 32 s, never giving up
+(``realtime_redis_reconnects_total``, log ``redis_reconnecting``). After it resubscribes, each
+channel's subscribers are told to backfill from Postgres once Redis has confirmed the
+SUBSCRIBE: everything committed after that moment is announced, everything before is in Postgres.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from app.realtime.events import ANNOUNCE_PREFIX
+from app.realtime.resp import PubSubConnection
+from observability.logging import get_logger
+from observability.metrics import REALTIME_REDIS_RECONNECTS
+
+log = get_logger(__name__)
+
+BACKOFF_S = (2, 4, 8, 16, 32)
+"""Waits before reconnect attempts; the last repeats forever."""
+PING_EVERY_S = 10.0
+SILENCE_LIMIT_S = 25.0
+"""No reply at all (not even to our PINGs) for this long means the connection is dead."""
+CONFIRM_WAIT_S = 2.0
+"""How long a new subscriber waits for Redis to confirm its channel before replaying anyway."""
+
+
+def backoff(attempt: int) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (1-based)."""
+    return float(BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1])
+
+
+class RedisHub:
+    """Reference-counted channel subscriptions over one supervised pub/sub connection."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        on_message: Callable[[str, bytes], None],
+        on_resync: Callable[[str], None],
+    ) -> None:
+        self.url = url
+        self._on_message = on_message
+        self._on_resync = on_resync
+        self._refs: dict[str, int] = {}
+        self._confirmed: set[str] = set()
+        self._resync: set[str] = set()
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._conn: PubSubConnection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.connected = False
+
+    # --- channel references ------------------------------------------------------------------
+    async def acquire(self, channel: str) -> None:
+        """Count a subscriber of ``channel``; return once Redis confirmed the SUBSCRIBE (or after
+        :data:`CONFIRM_WAIT_S`, in which case the channel is backfilled when it is confirmed)."""
+        self._refs[channel] = self._refs.get(channel, 0) + 1
+        if channel in self._confirmed:
+            return
+        if self._refs[channel] == 1 and self._conn is not None:
+            with contextlib.suppress(ConnectionError):
+                self._conn.subscribe(ANNOUNCE_PREFIX + channel)
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(channel, []).append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), CONFIRM_WAIT_S)
+        except TimeoutError:
+            self._resync.add(channel)
+        finally:
+            waiters = self._waiters.get(channel)
+            if waiters and waiter in waiters:
+                waiters.remove(waiter)
+
+    def release(self, channel: str) -> None:
+        count = self._refs.get(channel, 0) - 1
+        if count > 0:
+            self._refs[channel] = count
+            return
+        self._refs.pop(channel, None)
+        self._confirmed.discard(channel)
+        self._resync.discard(channel)
+        if self._conn is not None:
+            with contextlib.suppress(ConnectionError):
+                self._conn.unsubscribe(ANNOUNCE_PREFIX + channel)
+
+    @property
+    def channels(self) -> int:
+        return len(self._refs)
+
+    # --- supervision -----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._supervise(), name="realtime-redis-hub")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._drop()
+
+    async def _supervise(self) -> None:
+        attempt = 0
+        while True:
+            if attempt:
+                delay = backoff(attempt)
+                REALTIME_REDIS_RECONNECTS.inc()
+                log.warning("redis_reconnecting", attempt=attempt, delay_s=delay)
+                await asyncio.sleep(delay)
+            try:
+                conn = await PubSubConnection.open(self.url)
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                attempt += 1
+                log.debug("redis_connect_failed", error=type(exc).__name__)
+                continue
+            reconnected = attempt > 0
+            attempt = 0
+            try:
+                await self._serve(conn, reconnected)
+            except (OSError, TimeoutError, ConnectionError) as exc:
+                log.warning("redis_subscriber_lost", error=type(exc).__name__)
+            finally:
+                self._drop()
+            attempt = 1
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+        self.connected = False
+        self._confirmed.clear()
+
+    async def _serve(self, conn: PubSubConnection, reconnected: bool) -> None:
+        self._conn = conn
+        self.connected = True
+        channels = list(self._refs)
+        if reconnected:
+            # Announcements published while we were away are gone: backfill once confirmed.
+            self._resync.update(channels)
+        conn.subscribe(*(ANNOUNCE_PREFIX + c for c in channels))
+        pinger = asyncio.create_task(self._ping(conn))
+        try:
+            while True:
+                async with asyncio.timeout(SILENCE_LIMIT_S):
+                    replies = await conn.read()
+                for reply in replies:
+                    self._handle(reply)
+        finally:
+            pinger.cancel()
+
+    async def _ping(self, conn: PubSubConnection) -> None:
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await asyncio.sleep(PING_EVERY_S)
+                conn.ping()
+
+    def _handle(self, reply: Any) -> None:
+        if not isinstance(reply, list) or len(reply) < 3:
+            return  # PONG and other keep-alive replies
+        kind = reply[0]
+        if kind == b"message":
+            channel = reply[1][len(ANNOUNCE_PREFIX):].decode()
+            try:
+                self._on_message(channel, reply[2])
+            except Exception as exc:  # noqa: BLE001 - one bad announcement must not kill the subscriber
+                log.warning("realtime_dispatch_failed", error=type(exc).__name__)
+        elif kind == b"subscribe":
+            channel = reply[1][len(ANNOUNCE_PREFIX):].decode()
+            if channel not in self._refs:
+                return
+            self._confirmed.add(channel)
+            for waiter in self._waiters.pop(channel, []):
+                if not waiter.done():
+                    waiter.set_result(None)
+            if channel in self._resync:
+                self._resync.discard(channel)
+                self._on_resync(channel)

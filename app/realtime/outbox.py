@@ -1,0 +1,163 @@
+"""Each socket's outbound frames: a bounded FIFO drained by exactly one writer task.
+
+One writer per socket is what keeps frame order: frames leave in the order they were queued,
+whatever Granian's runtime mode, because no two sends for one socket are ever in flight at once.
+The bound is what keeps memory flat: a consumer that cannot keep up overflows the queue and is
+closed (it resumes with ``sinceSeq``) instead of being buffered without limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from opentelemetry import trace
+
+from observability import tracing
+from observability.metrics import REALTIME_BROADCAST_LATENCY
+
+OUTBOX_LIMIT = 1024
+"""Frames queued per socket before it counts as too slow (a replay page is one frame)."""
+PUT_TIMEOUT_S = 10.0
+"""How long a replay waits for room in a full queue before the consumer counts as too slow."""
+
+_tracer = tracing.tracer("draftwire.realtime")
+
+
+class LiveEvent:
+    """One announcement, decoded once per process and shared by every socket it goes to.
+
+    ``pending`` counts queued copies not yet written; when the last is written the event's
+    publish-to-write latency is observed once (not once per socket) and its delivery span ends.
+    """
+
+    __slots__ = ("channel", "data", "pending", "pt", "seq", "span", "ts", "type", "ws_text", "_sse")
+
+    def __init__(self, channel: str, seq: int, type_: str, data: Any, ts: str, pt: float,
+                 carrier: dict[str, str], ws_text: str) -> None:
+        self.channel = channel
+        self.seq = seq
+        self.type = type_
+        self.data = data
+        self.ts = ts
+        self.pt = pt
+        self.ws_text = ws_text
+        self._sse: str | None = None
+        self.pending = 1  # held by the dispatcher until every subscriber has had it
+        self.span: trace.Span | None = None
+        if carrier:
+            self.span = _tracer.start_span(
+                "realtime deliver",
+                context=tracing.extract(carrier),
+                kind=trace.SpanKind.CONSUMER,
+                attributes={"draftwire.channel.kind": channel.split(":", 1)[0], "draftwire.event.seq": seq},
+            )
+
+    @property
+    def sse_text(self) -> str:
+        if self._sse is None:
+            self._sse = f"id: {self.seq}\nevent: {self.type}\ndata: {self.ws_text}\n\n"
+        return self._sse
+
+    def done(self, written: bool = True) -> None:
+        """One copy written (or discarded); the last one observes latency and ends the span."""
+        self.pending -= 1
+        if self.pending:
+            return
+        if written and self.pt:
+            REALTIME_BROADCAST_LATENCY.observe(max(0.0, time.time() - self.pt))
+        if self.span is not None:
+            self.span.end()
+            self.span = None
+
+
+Item = tuple[str, LiveEvent | None]
+
+
+class Outbox:
+    """Bounded, ordered, single-writer send queue of one socket."""
+
+    def __init__(self, send_text: Callable[[str], Awaitable[None]], *, on_overflow: Callable[[], None],
+                 limit: int = OUTBOX_LIMIT) -> None:
+        self._send_text = send_text
+        self._on_overflow = on_overflow
+        self._limit = limit
+        self._queue: deque[Item] = deque()
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._idle = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="realtime-writer")
+
+    def push(self, text: str, event: LiveEvent | None = None) -> bool:
+        """Queue without waiting; False (and the overflow callback) when the socket is too slow."""
+        if self.closed:
+            return False
+        if len(self._queue) >= self._limit:
+            self._on_overflow()
+            return False
+        if event is not None:
+            event.pending += 1
+        self._queue.append((text, event))
+        self._ready.set()
+        if len(self._queue) >= self._limit:
+            self._room.clear()
+        return True
+
+    async def put(self, text: str) -> bool:
+        """Queue, waiting up to :data:`PUT_TIMEOUT_S` for room (replay pages use this)."""
+        if not self._room.is_set():
+            try:
+                await asyncio.wait_for(self._room.wait(), PUT_TIMEOUT_S)
+            except TimeoutError:
+                self._on_overflow()
+                return False
+        return self.push(text)
+
+    async def _run(self) -> None:
+        queue, send = self._queue, self._send_text
+        while True:
+            if not queue:
+                self._ready.clear()
+                self._idle.set()
+                await self._ready.wait()
+                self._idle.clear()
+                continue
+            text, event = queue.popleft()
+            if len(queue) < self._limit // 2:
+                self._room.set()
+            try:
+                await send(text)
+            finally:
+                if event is not None:
+                    event.done()
+
+    async def flush(self, timeout: float) -> None:
+        """Wait (bounded) until everything queued has been written."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while self._queue or not self._idle.is_set():
+                    await asyncio.sleep(0.005)
+
+    async def close(self) -> None:
+        """Stop the writer and release every queued event (their copies will never be written)."""
+        self.closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        while self._queue:
+            _, event = self._queue.popleft()
+            if event is not None:
+                event.done(written=False)
+
+    def __len__(self) -> int:
+        return len(self._queue)

@@ -1,0 +1,76 @@
+"""What a WebSocket and an SSE stream share: the principal, the subscriptions, the outbox, and
+closing from outside (drain, slow consumer) by cancelling the handler's own task."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from app.auth.tokens import Principal
+from app.realtime.outbox import LiveEvent, Outbox
+from app.realtime.protocol import Close, StoredEvent, control
+from app.realtime.subscription import Subscription, elapsed_ms
+from observability.metrics import REALTIME_CONNECTIONS_REJECTED
+
+if TYPE_CHECKING:
+    from app.realtime.gateway import Gateway
+
+
+class Session:
+    """One open stream. Subclasses say how frames are encoded and written."""
+
+    kind = "ws"
+
+    def __init__(self, gateway: Gateway, principal: Principal) -> None:
+        self.gateway = gateway
+        self.principal = principal
+        self.client = principal.user_id
+        self.subs: dict[str, Subscription] = {}
+        self.outbox = Outbox(self.write, on_overflow=self._too_slow)
+        self.closing: tuple[int, str] | None = None
+        self._task = asyncio.current_task()
+
+    # --- encoding and writing (per transport) ----------------------------------------------------
+    async def write(self, text: str) -> None:
+        raise NotImplementedError
+
+    def encode_event(self, event: LiveEvent) -> str:
+        raise NotImplementedError
+
+    def encode_page(self, channel: str, rows: list[StoredEvent]) -> str:
+        raise NotImplementedError
+
+    def encode_control(self, op: str, frame: str) -> str:
+        return frame
+
+    # --- Sink ------------------------------------------------------------------------------------
+    def push_event(self, event: LiveEvent) -> bool:
+        return self.outbox.push(self.encode_event(event), event)
+
+    async def put_page(self, channel: str, rows: list[StoredEvent]) -> bool:
+        return await self.outbox.put(self.encode_page(channel, rows))
+
+    def caught_up(self, sub: Subscription, replayed: int, started: float) -> None:
+        duration_ms = elapsed_ms(started)
+        self.send("caught_up", control("caught_up", channel=sub.channel, seq=sub.last, replayed=replayed,
+                                       durationMs=duration_ms))
+        self.gateway.record_catchup(sub.channel, replayed, time.perf_counter() - started)
+
+    def send(self, op: str, frame: str) -> bool:
+        return self.outbox.push(self.encode_control(op, frame))
+
+    # --- closing ---------------------------------------------------------------------------------
+    def close(self, code: int, reason: str, metric_reason: str | None = None) -> None:
+        """Ask the handler to close the stream (from any task); the first reason wins."""
+        if self.closing is not None:
+            return
+        self.closing = (code, reason)
+        if metric_reason:
+            REALTIME_CONNECTIONS_REJECTED.labels(metric_reason).inc()
+        self.outbox.closed = True
+        if self._task is not None and self._task is not asyncio.current_task():
+            self._task.cancel()
+
+    def _too_slow(self) -> None:
+        self.close(Close.TRY_LATER, "too slow: resume with sinceSeq", "slow_consumer")

@@ -1,0 +1,57 @@
+"""The read side of ``channel_events``: a channel's head and pages of events after a seq.
+
+Queries run on an autocommit pooled connection (one round trip each, no BEGIN/COMMIT): both
+are single statements, and Postgres is the source of truth a subscriber replays and backfills from.
+"""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+
+from app.db import Database
+from app.realtime.protocol import StoredEvent
+from observability.metrics import DB_QUERY_DURATION, observe
+
+_HEAD = "SELECT head_seq FROM channel_heads WHERE channel = %s"
+# ts formatted by Postgres (ISO-8601 UTC with ms, as events.utc_iso_ms) and data read as JSON text,
+# so a replay never parses or re-encodes event payloads in Python.
+_PAGE = """
+SELECT seq, type, data::text AS data,
+       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS ts
+FROM channel_events WHERE channel = %s AND seq > %s ORDER BY seq LIMIT %s
+"""
+
+
+class EventReader:
+    """Reads what subscribers replay; every read lands in ``db_query_duration_seconds``."""
+
+    def __init__(self, db: Database, *, page_size: int) -> None:
+        self.db = db
+        self.page_size = page_size
+
+    async def head_and_page(self, channel: str, after: int) -> tuple[int, list[StoredEvent]]:
+        """The channel's head seq (0 when it has none) and the first page after ``after``."""
+        start = time.perf_counter()
+        async with self.db.pool.connection() as conn:
+            async with conn.pipeline():
+                head_cur = await conn.execute(_HEAD, (channel,))
+                page_cur = await conn.execute(_PAGE, (channel, after, self.page_size))
+            head_row = await head_cur.fetchone()
+            rows = await page_cur.fetchall()
+        observe(DB_QUERY_DURATION.labels("events.replay"), time.perf_counter() - start)
+        return (int(head_row["head_seq"]) if head_row else 0), [_stored(r) for r in rows]
+
+    async def page(self, channel: str, after: int) -> list[StoredEvent]:
+        """Up to ``page_size`` events with seq > ``after``, in order."""
+        start = time.perf_counter()
+        async with self.db.pool.connection() as conn:
+            cur = await conn.execute(_PAGE, (channel, after, self.page_size))
+            rows = await cur.fetchall()
+        observe(DB_QUERY_DURATION.labels("events.replay"), time.perf_counter() - start)
+        return [_stored(r) for r in rows]
+
+
+def _stored(row: dict[str, object]) -> StoredEvent:
+    return StoredEvent(int(row["seq"]), str(row["type"]), msgspec.Raw(str(row["data"]).encode()), str(row["ts"]))  # type: ignore[call-overload]
