@@ -22,9 +22,9 @@ HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
 
 EXTRA_METRICS = {
     "readyz_up": "API gauge, 1 when /readyz would answer 200 (APINotReady, Overview)",
-    "backup_last_success_timestamp_seconds": "worker gauge, unix time of the last good pg_dump (BackupTooOld)",
+    "backup_last_success_timestamp_seconds": "worker gauge, last good pg_dump, unix time (BackupTooOld)",
     "autosave_flush_failures_total": "worker counter of failed flush batches (AutosaveFlushFailing)",
-    "realtime_max_connections": "API gauge, the configured REALTIME_MAX_CONNECTIONS (RealtimeConnectionsNearQuota)",
+    "realtime_max_connections": "API gauge, REALTIME_MAX_CONNECTIONS (RealtimeConnectionsNearQuota)",
 }
 """Names the rules and dashboards use that the contract's metric list does not name."""
 
@@ -32,8 +32,21 @@ SYNTHETIC_METRICS = {"up"}
 """Series Prometheus writes for each target itself; no process exports them."""
 
 KEYWORDS = {
-    "and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "offset", "bool", "inf", "nan", "start", "end",
+    "and",
+    "or",
+    "unless",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+    "start",
+    "end",
 }
 
 _STRINGS = re.compile(r'"(?:\\.|[^"\\])*"|\'(?:\\.|[^\'\\])*\'|`[^`]*`')

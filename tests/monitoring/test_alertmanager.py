@@ -23,7 +23,9 @@ SINK_HOST = "http://alert-sink:9095"
 
 
 def _amtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([stack.tool("amtool"), *args], capture_output=True, text=True, timeout=30, check=False)
+    return subprocess.run(  # noqa: S603 - argv of a local tool, no shell
+        [stack.tool("amtool"), *args], capture_output=True, text=True, timeout=30, check=False
+    )
 
 
 def test_config_passes_amtool_check() -> None:
@@ -34,19 +36,29 @@ def test_config_passes_amtool_check() -> None:
 
 def _route(labels: dict[str, str], receiver: str) -> subprocess.CompletedProcess[str]:
     pairs = [f"{k}={v}" for k, v in labels.items()]
-    return _amtool("config", "routes", "test", f"--config.file={stack.ALERTMANAGER_CONFIG}",
-                   f"--verify.receivers={receiver}", *pairs)
+    return _amtool(
+        "config",
+        "routes",
+        "test",
+        f"--config.file={stack.ALERTMANAGER_CONFIG}",
+        f"--verify.receivers={receiver}",
+        *pairs,
+    )
 
 
 def test_p1_alert_reaches_the_pager() -> None:
     """A P1 alert (RedisDown) is routed to the on-call pager receiver."""
-    result = _route({"alertname": "RedisDown", "severity": "critical", "priority": "P1", "service": "redis"}, PAGER)
+    result = _route(
+        {"alertname": "RedisDown", "severity": "critical", "priority": "P1", "service": "redis"}, PAGER
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_p4_alert_reaches_the_ticket_receiver() -> None:
     """A P4 alert (APIRateLimitSpike) is routed to the ticket receiver, not the pager."""
-    result = _route({"alertname": "APIRateLimitSpike", "severity": "info", "priority": "P4", "service": "api"}, TICKET)
+    result = _route(
+        {"alertname": "APIRateLimitSpike", "severity": "info", "priority": "P4", "service": "api"}, TICKET
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -78,7 +90,8 @@ def test_pagerduty_key_comes_from_a_file() -> None:
     pager = next(r for r in _config()["receivers"] if r["name"] == PAGER)
     (pagerduty,) = pager["pagerduty_configs"]
     assert "routing_key_file" in pagerduty
-    assert "routing_key" not in pagerduty and "service_key" not in pagerduty
+    assert "routing_key" not in pagerduty
+    assert "service_key" not in pagerduty
     assert pager["webhook_configs"], "the pager also posts to a generic webhook"
 
 
@@ -104,13 +117,20 @@ def test_inhibitions_name_only_existing_alerts() -> None:
             targets = set(target["alertname"].split("|"))
             assert targets <= names, targets - names
             by_source[source["alertname"]] = targets
-    assert {"QueueBacklogHigh", "QueueWorkersStalled", "JobRetryStorm", "RealtimeRedisReconnecting"} <= by_source["RedisDown"]
+    assert {
+        "QueueBacklogHigh",
+        "QueueWorkersStalled",
+        "JobRetryStorm",
+        "RealtimeRedisReconnecting",
+    } <= by_source["RedisDown"]
     assert {"AutosaveFlushFailing", "AutosaveFlushSlow"} <= by_source["DatabaseDown"]
 
 
 def test_critical_inhibits_warning_of_the_same_alert() -> None:
     """A critical alert silences warning/info alerts with the same alertname and service."""
-    rules = [r for r in _config()["inhibit_rules"] if _matchers(r["source_matchers"]) == {"severity": "critical"}]
+    rules = [
+        r for r in _config()["inhibit_rules"] if _matchers(r["source_matchers"]) == {"severity": "critical"}
+    ]
     assert len(rules) == 1
     assert set(_matchers(rules[0]["target_matchers"])["severity"].split("|")) == {"warning", "info"}
     assert set(rules[0]["equal"]) == {"alertname", "service"}
@@ -119,7 +139,8 @@ def test_critical_inhibits_warning_of_the_same_alert() -> None:
 # --- a real Alertmanager ----------------------------------------------------------------------
 def _load_sink() -> Any:
     spec = importlib.util.spec_from_file_location("alert_sink", stack.COMPOSE_DIR / "alert-sink" / "sink.py")
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -164,11 +185,16 @@ def alertmanager(tmp_path: Path, sink: Any) -> Iterator[str]:
     port = stack.free_port()
     url = f"http://127.0.0.1:{port}"
     with (tmp_path / "alertmanager.log").open("w") as log:
-        process = subprocess.Popen(
-            [stack.tool("prometheus-alertmanager"), f"--config.file={config}",
-             f"--storage.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--cluster.listen-address="],
-            stdout=log, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(  # noqa: S603 - argv of a local tool, no shell
+            [
+                stack.tool("prometheus-alertmanager"),
+                f"--config.file={config}",
+                f"--storage.path={tmp_path / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--cluster.listen-address=",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         try:
             _wait_for(lambda: _get(f"{url}/-/ready") is not None, 20, "Alertmanager ready")
@@ -192,8 +218,9 @@ def _get(url: str) -> Any:
 
 
 def _post(url: str, payload: Any) -> None:
-    request = urllib.request.Request(url, data=json.dumps(payload).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
+    request = urllib.request.Request(  # noqa: S310 - loopback URL built here
+        url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
     with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback URL built here
         assert response.status == 200
 
@@ -210,13 +237,19 @@ def _wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
 def _alert(name: str, priority: str = "", **extra: str) -> dict[str, Any]:
     """An alert as Prometheus would send it for our rule ``name`` (the one with ``priority``)."""
     rule = next(a for a in stack.alerts() if a.name == name and priority in ("", a.labels["priority"]))
-    return {"labels": {"alertname": name, **rule.labels, **extra, "instance": "test"},
-            "annotations": {"summary": rule.annotations["summary"]}}
+    return {
+        "labels": {"alertname": name, **rule.labels, **extra, "instance": "test"},
+        "annotations": {"summary": rule.annotations["summary"]},
+    }
 
 
 def _names(notifications: list[dict[str, Any]], path: str) -> set[tuple[str, str]]:
-    return {(a["labels"]["alertname"], a["labels"].get("severity", ""))
-            for n in notifications if n["path"] == path for a in n["body"]["alerts"]}
+    return {
+        (a["labels"]["alertname"], a["labels"].get("severity", ""))
+        for n in notifications
+        if n["path"] == path
+        for a in n["body"]["alerts"]
+    }
 
 
 def test_real_alertmanager_inhibits_and_routes(alertmanager: str, sink: Any) -> None:
@@ -224,17 +257,22 @@ def test_real_alertmanager_inhibits_and_routes(alertmanager: str, sink: Any) -> 
     critical APIErrorBudgetBurn silences its warning twin, the P1 alerts arrive at the pager
     (PagerDuty and webhook), an uninhibited P3 arrives at the ticket webhook, and the silenced
     alerts arrive nowhere."""
-    _post(f"{alertmanager}/api/v2/alerts", [
-        _alert("RedisDown"),
-        _alert("QueueBacklogHigh", queue="draft-build"),
-        _alert("APIErrorBudgetBurn", priority="P1"),
-        _alert("APIErrorBudgetBurn", priority="P3"),
-        _alert("RealtimeConnectionsNearQuota"),
-    ])
+    _post(
+        f"{alertmanager}/api/v2/alerts",
+        [
+            _alert("RedisDown"),
+            _alert("QueueBacklogHigh", queue="draft-build"),
+            _alert("APIErrorBudgetBurn", priority="P1"),
+            _alert("APIErrorBudgetBurn", priority="P3"),
+            _alert("RealtimeConnectionsNearQuota"),
+        ],
+    )
 
     def states() -> dict[tuple[str, str], str]:
-        return {(a["labels"]["alertname"], a["labels"]["severity"]): a["status"]["state"]
-                for a in _get(f"{alertmanager}/api/v2/alerts") or []}
+        return {
+            (a["labels"]["alertname"], a["labels"]["severity"]): a["status"]["state"]
+            for a in _get(f"{alertmanager}/api/v2/alerts") or []
+        }
 
     _wait_for(lambda: len(states()) == 5, 10, "five alerts in the API")
     assert states() == {
@@ -244,25 +282,41 @@ def test_real_alertmanager_inhibits_and_routes(alertmanager: str, sink: Any) -> 
         ("APIErrorBudgetBurn", "warning"): "suppressed",
         ("RealtimeConnectionsNearQuota", "warning"): "active",
     }
-    inhibited = {a["labels"]["alertname"]: a["status"]["inhibitedBy"]
-                 for a in _get(f"{alertmanager}/api/v2/alerts") if a["status"]["state"] == "suppressed"}
+    inhibited = {
+        a["labels"]["alertname"]: a["status"]["inhibitedBy"]
+        for a in _get(f"{alertmanager}/api/v2/alerts")
+        if a["status"]["state"] == "suppressed"
+    }
     assert all(inhibited.values()), "suppressed by inhibition, not by a silence"
 
     # amtool's view agrees: inhibited alerts are hidden unless asked for.
     shown = _amtool("alert", "query", f"--alertmanager.url={alertmanager}", "-o", "json")
-    assert "QueueBacklogHigh" not in shown.stdout and "RedisDown" in shown.stdout, shown.stderr
-    with_inhibited = _amtool("alert", "query", "--inhibited", f"--alertmanager.url={alertmanager}", "-o", "json")
+    assert "QueueBacklogHigh" not in shown.stdout, shown.stderr
+    assert "RedisDown" in shown.stdout, shown.stderr
+    with_inhibited = _amtool(
+        "alert", "query", "--inhibited", f"--alertmanager.url={alertmanager}", "-o", "json"
+    )
     assert "QueueBacklogHigh" in with_inhibited.stdout, with_inhibited.stderr
 
     # Pages leave after the pager route's 10 s group_wait, tickets after the default 30 s.
-    _wait_for(lambda: {("RedisDown", "critical"), ("APIErrorBudgetBurn", "critical")}
-              <= _names(sink.snapshot(), "/page"), 30, "pages at the webhook")
-    _wait_for(lambda: ("RealtimeConnectionsNearQuota", "warning") in _names(sink.snapshot(), "/ticket"),
-              45, "the ticket at the webhook")
+    _wait_for(
+        lambda: (
+            {("RedisDown", "critical"), ("APIErrorBudgetBurn", "critical")}
+            <= _names(sink.snapshot(), "/page")
+        ),
+        30,
+        "pages at the webhook",
+    )
+    _wait_for(
+        lambda: ("RealtimeConnectionsNearQuota", "warning") in _names(sink.snapshot(), "/ticket"),
+        45,
+        "the ticket at the webhook",
+    )
     time.sleep(2)  # every group of the ticket route was due together; let stragglers land
     received = sink.snapshot()
     pagerduty = [n["body"] for n in received if n["path"] == "/pagerduty"]
-    assert pagerduty and all(b["routing_key"] == "test-routing-key" for b in pagerduty)
+    assert pagerduty
+    assert all(b["routing_key"] == "test-routing-key" for b in pagerduty)
     assert {n["body"]["receiver"] for n in received if n["path"] in ("/page", "/ticket")} == {PAGER, TICKET}
     everywhere = _names(received, "/page") | _names(received, "/ticket")
     assert ("QueueBacklogHigh", "warning") not in everywhere
