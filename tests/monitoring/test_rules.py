@@ -125,6 +125,20 @@ def test_runbook_index_lists_every_domain_file() -> None:
         assert f"]({page})" in index
 
 
+def test_runbook_links_resolve() -> None:
+    """Every relative link between runbooks (file.md, file.md#anchor, #anchor) points at an
+    existing file and heading."""
+    for page in stack.RUNBOOKS.glob("*.md"):
+        for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+            if "://" in target:
+                continue
+            file_part, _, anchor = target.partition("#")
+            path = (page.parent / file_part).resolve() if file_part else page
+            assert path.exists(), f"{page.name}: link to missing {target}"
+            if anchor:
+                assert anchor in stack.markdown_anchors(path), f"{page.name}: no heading for {target}"
+
+
 def test_contract_slo_rows_have_alerts() -> None:
     """Each row of the contract's SLO table has an alert with the contract's threshold in its rule."""
     by_name: dict[str, str] = {}
