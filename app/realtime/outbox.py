@@ -22,6 +22,8 @@ from observability.metrics import REALTIME_BROADCAST_LATENCY
 
 OUTBOX_LIMIT = 1024
 """Frames queued per socket before it counts as too slow (a replay page is one frame)."""
+OUTBOX_BYTES = 4 * 1024 * 1024
+"""Characters queued per socket before it counts as too slow, whatever the frame count."""
 PUT_TIMEOUT_S = 10.0
 """How long a replay waits for room in a full queue before the consumer counts as too slow."""
 
@@ -82,10 +84,12 @@ class Outbox:
     """Bounded, ordered, single-writer send queue of one socket."""
 
     def __init__(self, send_text: Callable[[str], Awaitable[None]], *, on_overflow: Callable[[], None],
-                 limit: int = OUTBOX_LIMIT) -> None:
+                 limit: int = OUTBOX_LIMIT, max_bytes: int = OUTBOX_BYTES) -> None:
         self._send_text = send_text
         self._on_overflow = on_overflow
         self._limit = limit
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._queue: deque[Item] = deque()
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
@@ -101,14 +105,15 @@ class Outbox:
         """Queue without waiting; False (and the overflow callback) when the socket is too slow."""
         if self.closed:
             return False
-        if len(self._queue) >= self._limit:
+        if len(self._queue) >= self._limit or self._bytes > self._max_bytes:
             self._on_overflow()
             return False
         if event is not None:
             event.pending += 1
         self._queue.append((text, event))
+        self._bytes += len(text)
         self._ready.set()
-        if len(self._queue) >= self._limit:
+        if len(self._queue) >= self._limit or self._bytes > self._max_bytes:
             self._room.clear()
         return True
 
@@ -132,7 +137,8 @@ class Outbox:
                 self._idle.clear()
                 continue
             text, event = queue.popleft()
-            if len(queue) < self._limit // 2:
+            self._bytes -= len(text)
+            if len(queue) < self._limit // 2 and self._bytes < self._max_bytes // 2:
                 self._room.set()
             try:
                 await send(text)
@@ -154,6 +160,7 @@ class Outbox:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        self._bytes = 0
         while self._queue:
             _, event = self._queue.popleft()
             if event is not None:

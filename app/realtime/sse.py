@@ -17,6 +17,7 @@ from litestar.types import Receive, Scope, Send
 
 from app.errors import ApiError
 from app.realtime import protocol
+from app.realtime.access import may_follow
 from app.realtime.gateway import Gateway, Refusal
 from app.realtime.outbox import LiveEvent
 from app.realtime.protocol import FrameError, StoredEvent
@@ -83,13 +84,16 @@ async def serve_sse(gateway: Gateway, scope: Scope, receive: Receive, send: Send
         retry = {"Retry-After": "5"} if verdict.status in (429, 503) else None
         code = {401: "unauthorized", 403: "forbidden", 429: "rate_limited"}.get(verdict.status, "service_unavailable")
         raise ApiError(verdict.status, code, f"Stream refused: {verdict.reason}.", headers=retry)
+    # Checked before the stream starts, so someone else's channel is a plain 404 like any other.
+    if not await may_follow(gateway.runtime, verdict, channel):
+        raise ApiError(404, "not_found", "No channel with that id belongs to you.")
     await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
     session = SseSession(gateway, verdict, send)
     gateway.join(session)
     session.outbox.start()
     heartbeat = asyncio.create_task(_heartbeat(session))
     try:
-        await gateway.subscribe(session, channel, since)
+        await gateway.subscribe(session, channel, since, authorized=True)
         if channel in session.subs:
             while (await receive())["type"] != "http.disconnect":
                 pass
