@@ -204,8 +204,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     settings = Settings(**values)
     if not settings.is_dev and settings.jwt_secret == DEV_JWT_SECRET:
         raise ConfigError("JWT_SECRET", f"required when DRAFTWIRE_ENV={settings.env}")
-    if len(settings.jwt_secret) < 16:
-        raise ConfigError("JWT_SECRET", "must be at least 16 characters")
+    if len(settings.jwt_secret.encode()) < 32:  # RFC 7518 3.2: an HS256 key of at least 256 bits
+        raise ConfigError("JWT_SECRET", "must be at least 32 bytes long")
     return settings
 
 

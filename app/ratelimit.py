@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from app.errors import ApiError
 from observability.logging import get_logger
@@ -52,10 +53,17 @@ class RateLimiter:
 
     async def check(self, limit: Limit, client: str, endpoint: str) -> None:
         """Count one request of ``client``; raise a 429 ApiError when over the limit."""
-        allowed, retry_ms = await self._script(
-            keys=[f"dw:rl:{limit.scope}:{client}"],
-            args=[int(limit.window_s * 1000), limit.requests, f"{self._prefix}{next(self._ids)}"],
-        )
+        try:
+            allowed, retry_ms = await self._script(
+                keys=[f"dw:rl:{limit.scope}:{client}"],
+                args=[int(limit.window_s * 1000), limit.requests, f"{self._prefix}{next(self._ids)}"],
+            )
+        except RedisError as exc:
+            # Fail open: without Redis the limit cannot be shared, and refusing every request
+            # would turn a Redis outage into a full API outage. Writes that need Redis fail on
+            # their own with 503; /readyz and redis_up report the outage.
+            log.warning("rate_limit_unavailable", scope=limit.scope, route=endpoint, error=type(exc).__name__)
+            return
         if allowed:
             return
         retry_after = max(1, math.ceil(int(retry_ms) / 1000))

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 
+import psycopg
 from redis.asyncio import Redis
 
 from app.autosave.service import AutosaveService
@@ -80,6 +81,7 @@ class Runtime:
             await self.db.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
+            await self.redis.connection_pool.disconnect()
 
     # --- dependency checks (bounded) --------------------------------------------------------
     async def check_redis(self) -> str | None:
@@ -94,9 +96,14 @@ class Runtime:
         return None
 
     async def check_database(self) -> str | None:
+        """None when Postgres answers. Until migrations are known to be applied the check uses a
+        direct connection as the URL's role: before them the application role does not exist."""
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
-                await self.db.ping()
+                if self._migrations_ok:
+                    await self.db.ping()
+                else:
+                    await self._direct("SELECT 1")
         except Exception:  # noqa: BLE001
             DATABASE_UP.set(0)
             return "database ping failed"
@@ -104,19 +111,29 @@ class Runtime:
         return None
 
     async def check_migrations(self) -> str | None:
+        """Compare ``schema_migrations`` with the shipped files (as the URL's role); once all are
+        applied the answer is cached: migrations never un-apply in a running process."""
         if self._migrations_ok:
             return None
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
-                async with self.db.tx("migrations.check") as conn:
-                    cur = await conn.execute("SELECT version FROM schema_migrations")
-                    done = {r["version"] for r in await cur.fetchall()}
+                rows = await self._direct(
+                    "SELECT version FROM schema_migrations WHERE to_regclass('public.schema_migrations') IS NOT NULL"
+                )
+        except psycopg.errors.UndefinedTable:
+            return "migrations pending"
         except Exception:  # noqa: BLE001
             return "migrations pending"
+        done = {r[0] for r in rows}
         if any(m.version not in done for m in available()):
             return "migrations pending"
         self._migrations_ok = True
         return None
+
+    async def _direct(self, sql: str) -> list[tuple[object, ...]]:
+        async with await psycopg.AsyncConnection.connect(self.settings.database_url, connect_timeout=1) as conn:
+            cur = await conn.execute(sql)
+            return await cur.fetchall()
 
     async def _probe_loop(self, every: float = 5.0) -> None:
         """Keep redis_up / database_up / queue_depth fresh for Prometheus even with no traffic."""

@@ -131,3 +131,11 @@ async def owner_conn(migrated: str) -> AsyncIterator[psycopg.AsyncConnection[tup
     conn = await psycopg.AsyncConnection.connect(migrated, autocommit=True)
     yield conn
     await conn.close()
+
+
+@pytest.fixture
+def scratch(workdir: Path) -> Path:
+    """A fresh directory the postgres OS user can reach (pytest's tmp_path is 0700 root)."""
+    path = workdir / f"scratch-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    return path

@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from litestar import Request, Response, get, post
+from litestar.params import FromPath, FromQuery
 
 from app.auth.guards import require_user
 from app.autosave.service import parse_save
@@ -51,7 +52,9 @@ async def _read_limited(request: Request[Any, Any, Any], limit: int) -> bytes:
 
 
 @get("/api/drafts")
-async def list_drafts(request: Request[Any, Any, Any], limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+async def list_drafts(
+    request: Request[Any, Any, Any], limit: FromQuery[int] = 20, cursor: FromQuery[str | None] = None
+) -> dict[str, Any]:
     runtime = request.app.state.runtime
     principal = require_user(request, runtime.settings.jwt_secret)
     if not 1 <= limit <= 100:
@@ -60,7 +63,7 @@ async def list_drafts(request: Request[Any, Any, Any], limit: int = 20, cursor: 
 
 
 @get("/api/drafts/{draft_id:str}")
-async def get_draft(request: Request[Any, Any, Any], draft_id: str) -> dict[str, Any]:
+async def get_draft(request: Request[Any, Any, Any], draft_id: FromPath[str]) -> dict[str, Any]:
     runtime = request.app.state.runtime
     principal = require_user(request, runtime.settings.jwt_secret)
     try:

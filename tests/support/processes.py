@@ -21,7 +21,7 @@ import httpx
 from app.devstack import free_port
 
 DRAFTWIRE = str(Path(sys.executable).with_name("draftwire"))
-TEST_SECRET = "test-secret-0123456789abcdef"  # noqa: S105 - throwaway, for test tokens only
+TEST_SECRET = "test-secret-0123456789abcdef-0123456789"  # noqa: S105 - throwaway, for test tokens only
 
 
 @dataclass
