@@ -1,7 +1,8 @@
-"""Each socket's outbound frames: a bounded FIFO drained by exactly one writer task.
+"""Each socket's outbound frames: a bounded FIFO with exactly one send in flight.
 
-One writer per socket is what keeps frame order: frames leave in the order they were queued,
-whatever Granian's runtime mode, because no two sends for one socket are ever in flight at once.
+One send in flight per socket is what keeps frame order: frames leave in the order they were
+queued, whatever Granian's runtime mode, because the next send is issued only when the previous
+one has completed.
 The bound is what keeps memory flat: a consumer that cannot keep up overflows the queue and is
 closed (it resumes with ``sinceSeq``) instead of being buffered without limit.
 """
@@ -81,30 +82,38 @@ Item = tuple[str, LiveEvent | None]
 
 
 class Outbox:
-    """Bounded, ordered, single-writer send queue of one socket."""
+    """Bounded, ordered send queue of one socket with at most one send in flight.
+
+    Granian's ASGI ``send`` starts the write when called and returns a future; the next frame
+    is issued from that future's done-callback. So frames leave strictly in queue order (one
+    in flight, whatever the runtime mode) and a broadcast costs no task wake-up per socket.
+    Servers whose ``send`` returns a plain coroutine get it wrapped in a task.
+    """
 
     def __init__(self, send_text: Callable[[str], Awaitable[None]], *, on_overflow: Callable[[], None],
+                 on_error: Callable[[], None] | None = None,
                  limit: int = OUTBOX_LIMIT, max_bytes: int = OUTBOX_BYTES) -> None:
         self._send_text = send_text
         self._on_overflow = on_overflow
+        self._on_error = on_error
         self._limit = limit
         self._max_bytes = max_bytes
         self._bytes = 0
         self._queue: deque[Item] = deque()
-        self._ready = asyncio.Event()
+        self._inflight: LiveEvent | None | bool = False  # False: nothing in flight
         self._room = asyncio.Event()
         self._room.set()
-        self._idle = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self.closed = False
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="realtime-writer")
-
     def push(self, text: str, event: LiveEvent | None = None) -> bool:
-        """Queue without waiting; False (and the overflow callback) when the socket is too slow."""
+        """Queue (or send at once) without waiting; False (and the overflow callback) when too slow."""
         if self.closed:
             return False
+        if self._inflight is False and not self._queue:
+            if event is not None:
+                event.pending += 1
+            self._issue(text, event)
+            return True
         if len(self._queue) >= self._limit or self._bytes > self._max_bytes:
             self._on_overflow()
             return False
@@ -112,7 +121,6 @@ class Outbox:
             event.pending += 1
         self._queue.append((text, event))
         self._bytes += len(text)
-        self._ready.set()
         if len(self._queue) >= self._limit or self._bytes > self._max_bytes:
             self._room.clear()
         return True
@@ -127,39 +135,46 @@ class Outbox:
                 return False
         return self.push(text)
 
-    async def _run(self) -> None:
-        queue, send = self._queue, self._send_text
-        while True:
-            if not queue:
-                self._ready.clear()
-                self._idle.set()
-                await self._ready.wait()
-                self._idle.clear()
-                continue
-            text, event = queue.popleft()
+    def _issue(self, text: str, event: LiveEvent | None) -> None:
+        self._inflight = event
+        try:
+            future: Any = self._send_text(text)
+            if not hasattr(future, "add_done_callback"):
+                future = asyncio.ensure_future(future)
+        except Exception:  # noqa: BLE001 - the socket is gone; the handler sees the disconnect
+            self._sent(None)
+            return
+        future.add_done_callback(self._sent)
+
+    def _sent(self, future: Any) -> None:
+        event, self._inflight = self._inflight, False
+        if isinstance(event, LiveEvent):
+            event.done()
+        failed = future is None or future.cancelled() or future.exception() is not None
+        if self.closed:
+            return
+        if failed:
+            self.closed = True
+            if self._on_error is not None:
+                self._on_error()
+            return
+        if self._queue:
+            text, event = self._queue.popleft()
             self._bytes -= len(text)
-            if len(queue) < self._limit // 2 and self._bytes < self._max_bytes // 2:
+            if len(self._queue) < self._limit // 2 and self._bytes < self._max_bytes // 2:
                 self._room.set()
-            try:
-                await send(text)
-            finally:
-                if event is not None:
-                    event.done()
+            self._issue(text, event)
 
     async def flush(self, timeout: float) -> None:
         """Wait (bounded) until everything queued has been written."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while self._queue or not self._idle.is_set():
+                while self._queue or self._inflight is not False:
                     await asyncio.sleep(0.005)
 
     async def close(self) -> None:
-        """Stop the writer and release every queued event (their copies will never be written)."""
+        """Stop sending and release every queued event (their copies will never be written)."""
         self.closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
         self._bytes = 0
         while self._queue:
             _, event = self._queue.popleft()

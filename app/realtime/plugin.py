@@ -16,12 +16,17 @@ import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from litestar import Litestar
 from litestar.config.app import AppConfig
 from litestar.plugins import InitPlugin
+from litestar.types import Receive, Scope, Send
 
 from observability.logging import get_logger
+
+if TYPE_CHECKING:
+    from app.realtime.gateway import Gateway
 
 log = get_logger("app.realtime")
 
@@ -33,6 +38,7 @@ async def realtime_lifespan(app: Litestar) -> AsyncIterator[None]:
     gateway = Gateway(app.state.runtime)
     app.state.realtime = gateway
     gateway.start()
+    _install_socket_fast_path(app, gateway)
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
 
@@ -53,6 +59,31 @@ async def realtime_lifespan(app: Litestar) -> AsyncIterator[None]:
         yield
     finally:
         await gateway.stop()
+
+
+def _install_socket_fast_path(app: Litestar, gateway: Gateway) -> None:
+    """Serve ``/ws`` in front of Litestar's middleware stack, with the server's own ``send``.
+
+    Why: every layer of that stack (the exception handlers at app and route level) wraps ``send``
+    in an ``async def``, so each frame would become a coroutine, and with the one-send-in-flight
+    outbox a task, per socket write. Granian's own ``send`` starts the write at once and returns
+    a future; at 40,000 frames/s that difference is most of the API's CPU. The ``/ws`` route in
+    routes.py stays as the fallback (same handler) for servers or test clients without this.
+    """
+    from app.realtime.ws import serve_ws
+
+    inner = app.asgi_handler
+
+    async def realtime_front(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == "/ws":
+            try:
+                await serve_ws(gateway, scope, receive, send)
+            except Exception as exc:  # noqa: BLE001 - never let one socket take the worker down
+                log.error("realtime_socket_failed", error=type(exc).__name__, exc_info=exc)
+            return
+        await inner(scope, receive, send)
+
+    app.asgi_handler = realtime_front
 
 
 class RealtimePlugin(InitPlugin):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from app.auth.tokens import Principal
@@ -32,7 +33,8 @@ class Session:
         self._task = asyncio.current_task()
 
     # --- encoding and writing (per transport) ----------------------------------------------------
-    async def write(self, text: str) -> None:
+    def write(self, text: str) -> Awaitable[None]:
+        """Start sending one frame; the returned awaitable completes when it is written."""
         raise NotImplementedError
 
     def encode_event(self, event: LiveEvent) -> str:

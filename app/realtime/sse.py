@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -38,8 +39,8 @@ class SseSession(Session):
         super().__init__(gateway, principal)
         self._send = send
 
-    async def write(self, text: str) -> None:
-        await self._send({"type": "http.response.body", "body": text.encode(), "more_body": True})
+    def write(self, text: str) -> Awaitable[None]:
+        return self._send({"type": "http.response.body", "body": text.encode(), "more_body": True})
 
     def encode_event(self, event: LiveEvent) -> str:
         return event.sse_text
@@ -90,7 +91,6 @@ async def serve_sse(gateway: Gateway, scope: Scope, receive: Receive, send: Send
     await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
     session = SseSession(gateway, verdict, send)
     gateway.join(session)
-    session.outbox.start()
     heartbeat = asyncio.create_task(_heartbeat(session))
     try:
         await gateway.subscribe(session, channel, since, authorized=True)

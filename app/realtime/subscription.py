@@ -26,6 +26,10 @@ log = get_logger(__name__)
 HELD_LIMIT = 5000
 """Announcements held per subscription while it catches up; beyond this they are dropped and
 read from Postgres instead (memory stays bounded, nothing is lost)."""
+REORDER_GRACE_S = 0.05
+"""How long a jump in seq waits for the missing announcements before reading Postgres:
+concurrent publishers commit in seq order but may announce out of order, so most jumps
+close by themselves within a millisecond or two."""
 RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 """Waits between attempts when Postgres fails during a replay or backfill."""
 
@@ -49,6 +53,7 @@ class Subscription:
         self._dirty = False
         self._started: float | None = None
         self._ready = False
+        self._grace: asyncio.TimerHandle | None = None
         self._replayed = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -61,16 +66,43 @@ class Subscription:
                 self.last = event.seq
                 self.sink.push_event(event)
                 return
-            REALTIME_SEQUENCE_GAPS.inc()
             self.live = False
+            self.held.append(event)
+            self._grace = asyncio.get_running_loop().call_later(REORDER_GRACE_S, self._grace_over)
+            return
         if len(self.held) < HELD_LIMIT:
             self.held.append(event)
+        if self._grace is not None:
+            self._deliver_contiguous()
+        else:
+            self._ensure_pump()
+
+    def _deliver_contiguous(self) -> None:
+        """While waiting out a reorder: deliver what became contiguous; live again once nothing is held."""
+        self.held.sort(key=lambda e: e.seq)
+        while self.held and self.held[0].seq <= self.last + 1:
+            event = self.held.pop(0)
+            if event.seq == self.last + 1:
+                self.last = event.seq
+                self.sink.push_event(event)
+        if not self.held and self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
+            self.live = True
+
+    def _grace_over(self) -> None:
+        """The missing seqs were not announced in time: a real gap, backfill from Postgres."""
+        self._grace = None
+        REALTIME_SEQUENCE_GAPS.inc()
         self._ensure_pump()
 
     def resync(self) -> None:
         """Announcements may have been lost (Redis reconnected): backfill from Postgres."""
         self._dirty = True
         self.live = False
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
         self._ensure_pump()
 
     # --- the pump --------------------------------------------------------------------------------
@@ -143,6 +175,9 @@ class Subscription:
         return False
 
     async def stop(self) -> None:
+        if self._grace is not None:
+            self._grace.cancel()
+            self._grace = None
         if self._task is not None and not self._task.done():
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from typing import Any
 
 from litestar.types import Receive, Scope, Send
@@ -32,8 +33,8 @@ class WsSession(Session):
         self._send = send
         self.disconnected = False
 
-    async def write(self, text: str) -> None:
-        await self._send({"type": "websocket.send", "text": text})
+    def write(self, text: str) -> Awaitable[None]:
+        return self._send({"type": "websocket.send", "text": text})
 
     def encode_event(self, event: LiveEvent) -> str:
         return event.ws_text
@@ -54,7 +55,6 @@ async def serve_ws(gateway: Gateway, scope: Scope, receive: Receive, send: Send)
         return
     session = WsSession(gateway, verdict, send)
     gateway.join(session)
-    session.outbox.start()
     try:
         await _receive_loop(session, receive)
     except asyncio.CancelledError:
