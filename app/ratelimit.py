@@ -1,7 +1,8 @@
 """Sliding-window rate limits kept in Redis, so every API process shares one count.
 
-One Lua call per check: drop entries older than the window, count, admit or refuse. A refusal
-carries how long until the oldest entry leaves the window, which becomes ``Retry-After``.
+The window logic is a Lua fragment (:data:`SLIDING_WINDOW_LUA`) so it can run inside other
+scripts too: autosave checks its per-user limit in the same round trip as the save itself.
+A refusal carries how long until the oldest entry leaves the window: ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -20,20 +21,33 @@ from observability.metrics import RATE_LIMIT_EVENTS
 
 log = get_logger(__name__)
 
-_SLIDING_WINDOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[1])
-local limit = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    return {0, tonumber(oldest[2]) + window - now}
+SLIDING_WINDOW_LUA = """
+local function rl_wait(key, window, limit)
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    if redis.call('ZCARD', key) >= limit then
+        local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+        return tonumber(oldest[2]) + window - now, now
+    end
+    return nil, now
 end
-redis.call('ZADD', KEYS[1], now, ARGV[3])
-redis.call('PEXPIRE', KEYS[1], window)
+local function rl_admit(key, now, window, member)
+    redis.call('ZADD', key, now, member)
+    redis.call('PEXPIRE', key, window)
+end
+"""
+"""``rl_wait(key, window_ms, limit)`` -> ms to wait (nil if admitted), now; ``rl_admit`` counts one."""
+
+_CHECK = (
+    SLIDING_WINDOW_LUA
+    + """
+local wait, now = rl_wait(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]))
+if wait then return {0, wait} end
+rl_admit(KEYS[1], now, tonumber(ARGV[1]), ARGV[3])
 return {1, 0}
 """
+)
 
 
 @dataclass(frozen=True)
@@ -44,19 +58,45 @@ class Limit:
     requests: int
     window_s: float
 
+    def key(self, client: str) -> str:
+        return f"dw:rl:{self.scope}:{client}"
+
+    @property
+    def window_ms(self) -> int:
+        return int(self.window_s * 1000)
+
+
+_members = itertools.count()
+_prefix = f"{os.getpid()}-"
+
+
+def member() -> str:
+    """A unique entry for one counted request."""
+    return f"{_prefix}{next(_members)}"
+
+
+def refused(limit: Limit, retry_ms: int, endpoint: str) -> ApiError:
+    """Count, log and describe one refusal (429 with Retry-After)."""
+    retry_after = max(1, math.ceil(int(retry_ms) / 1000))
+    RATE_LIMIT_EVENTS.labels(limit.scope, endpoint).inc()
+    log.info("rate_limited", scope=limit.scope, route=endpoint, retry_after_s=retry_after)
+    return ApiError(
+        429,
+        "rate_limited",
+        f"Too many requests: at most {limit.requests} per {int(limit.window_s)} s; retry in {retry_after} s.",
+        headers={"Retry-After": str(retry_after)},
+    )
+
 
 class RateLimiter:
     def __init__(self, redis: Redis) -> None:
-        self._script = redis.register_script(_SLIDING_WINDOW)
-        self._ids = itertools.count()
-        self._prefix = f"{os.getpid()}-{id(self)}-"
+        self._script = redis.register_script(_CHECK)
 
     async def check(self, limit: Limit, client: str, endpoint: str) -> None:
         """Count one request of ``client``; raise a 429 ApiError when over the limit."""
         try:
             allowed, retry_ms = await self._script(
-                keys=[f"dw:rl:{limit.scope}:{client}"],
-                args=[int(limit.window_s * 1000), limit.requests, f"{self._prefix}{next(self._ids)}"],
+                keys=[limit.key(client)], args=[limit.window_ms, limit.requests, member()]
             )
         except RedisError as exc:
             # Fail open: without Redis the limit cannot be shared, and refusing every request
@@ -64,14 +104,5 @@ class RateLimiter:
             # their own with 503; /readyz and redis_up report the outage.
             log.warning("rate_limit_unavailable", scope=limit.scope, route=endpoint, error=type(exc).__name__)
             return
-        if allowed:
-            return
-        retry_after = max(1, math.ceil(int(retry_ms) / 1000))
-        RATE_LIMIT_EVENTS.labels(limit.scope, endpoint).inc()
-        log.info("rate_limited", scope=limit.scope, route=endpoint, retry_after_s=retry_after)
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"Too many requests: at most {limit.requests} per {int(limit.window_s)} s; retry in {retry_after} s.",
-            headers={"Retry-After": str(retry_after)},
-        )
+        if not allowed:
+            raise refused(limit, retry_ms, endpoint)

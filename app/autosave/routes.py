@@ -12,7 +12,6 @@ from litestar.params import FromPath, FromQuery
 from app.auth.guards import require_user
 from app.autosave.service import parse_save
 from app.errors import ApiError, not_found
-from app.ratelimit import Limit
 
 BODY_LIMIT_FACTOR = 2
 """A body may be this many times the payload limit (pretty-printed JSON, escapes) before it is
@@ -31,9 +30,6 @@ async def autosave(request: Request[Any, Any, Any]) -> Response[dict[str, Any]]:
                        f"{settings.autosave_max_payload_bytes} bytes serialized.")
     body = await _read_limited(request, limit)
     save = parse_save(body, settings)
-    await runtime.limiter.check(
-        Limit("autosave", settings.autosave_rate_limit_per_minute, 60), principal.user_id, "/api/autosave"
-    )
     result = await runtime.autosave.save(principal.user_id, save)
     return Response(
         {"draftId": result.draft_id, "version": result.version, "jobId": result.job_id, "status": "queued"},

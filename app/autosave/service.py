@@ -15,11 +15,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
+from redis.exceptions import RedisError
+from saq.job import Job, Status
 
-from app.autosave.store import CONFLICT, NEEDS_SEED, NOT_OWNER, DraftStore, Snapshot
+from app.autosave.store import CONFLICT, NEEDS_SEED, NOT_OWNER, RATE_LIMITED, DraftStore, FlushJob, Snapshot
 from app.config import Settings
 from app.db import Database
 from app.errors import ApiError, not_found, unavailable
+from app.ratelimit import Limit, refused
 from app.queue import AUTOSAVE
 from app.queue.redis_queue import DraftwireQueue
 from app.queue.worker import job_defaults
@@ -153,31 +156,40 @@ class AutosaveService:
 
     async def save(self, user_id: str, request: SaveRequest) -> SaveResult:
         draft_id = request.draft_id or str(uuid.uuid4())
-        now_ms = int(time.time() * 1000)
+        key = job_key(user_id, draft_id)
+        now = time.time()
+        limit = Limit("autosave", self.settings.autosave_rate_limit_per_minute, 60)
         # A new draft (no id given) starts at version 0 without asking Postgres.
         seed: int | None = 0 if request.draft_id is None else None
-        created_ms: int | None = None
-        for _ in range(2):
-            try:
-                status, version = await self.store.save(
-                    draft_id=draft_id,
-                    owner=user_id,
-                    title=request.title,
-                    payload=request.payload_json,
-                    base_version=request.base_version,
-                    now_ms=now_ms,
-                    seed_version=seed,
-                    created_at_ms=created_ms,
-                )
-            except Exception as exc:
-                AUTOSAVE_REQUESTS.labels("unavailable").inc()
-                log.error("autosave_store_failed", error=type(exc).__name__)
-                raise unavailable(
-                    "queue_unavailable", "Saving is unavailable right now (queue store down); retry shortly."
-                ) from None
-            if status != NEEDS_SEED:
-                break
-            seed, created_ms = await self._seed_from_postgres(user_id, draft_id)
+        with tracing.tracer("draftwire.autosave").start_as_current_span(
+            "autosave enqueue", attributes={"messaging.destination.name": AUTOSAVE, "messaging.message.id": key}
+        ):
+            flush = self._flush_job(key, user_id, draft_id, now)
+            for _ in range(2):
+                try:
+                    status, value, _enqueued = await self.store.save(
+                        draft_id=draft_id,
+                        owner=user_id,
+                        title=request.title,
+                        payload=request.payload_json,
+                        base_version=request.base_version,
+                        now_ms=int(now * 1000),
+                        seed_version=seed,
+                        limit=limit,
+                        flush=flush,
+                    )
+                except RedisError as exc:
+                    AUTOSAVE_REQUESTS.labels("unavailable").inc()
+                    log.error("autosave_store_failed", error=type(exc).__name__)
+                    raise unavailable(
+                        "queue_unavailable", "Saving is unavailable right now (queue store down); retry shortly."
+                    ) from None
+                if status != NEEDS_SEED:
+                    break
+                seed = await self._seed_from_postgres(user_id, draft_id)
+        if status == RATE_LIMITED:
+            AUTOSAVE_REQUESTS.labels("rate_limited").inc()
+            raise refused(limit, value, "/api/autosave")
         if status == NOT_OWNER:
             AUTOSAVE_REQUESTS.labels("not_found").inc()
             raise not_found("draft")
@@ -186,42 +198,41 @@ class AutosaveService:
             raise ApiError(
                 409,
                 "version_conflict",
-                f"The draft is at version {version}, newer than baseVersion {request.base_version};"
-                f" reload it, merge, and save with baseVersion {version}.",
+                f"The draft is at version {value}, newer than baseVersion {request.base_version};"
+                f" reload it, merge, and save with baseVersion {value}.",
             )
-
         observe(AUTOSAVE_PAYLOAD_BYTES, request.payload_bytes)
-        key = job_key(user_id, draft_id)
-        await self._enqueue_flush(key, user_id, draft_id)
         AUTOSAVE_REQUESTS.labels("accepted").inc()
-        log.info("autosave_enqueued", job_id=key, queue=AUTOSAVE, version=version)
-        return SaveResult(draft_id, version, key)
+        log.info("autosave_enqueued", job_id=key, queue=AUTOSAVE, version=value)
+        return SaveResult(draft_id, value, key)
 
-    async def _seed_from_postgres(self, user_id: str, draft_id: str) -> tuple[int, int | None]:
+    def _flush_job(self, key: str, user_id: str, draft_id: str, now: float) -> FlushJob:
+        """The flush job as SAQ would store it, due one coalescing window from now."""
+        due = now + self.settings.autosave_flush_delay
+        job = Job(
+            function=FLUSH_FUNCTION,
+            kwargs={"user_id": user_id, "draft_id": draft_id},
+            queue=self.queue,
+            key=key,
+            scheduled=due,  # type: ignore[arg-type] - SAQ keeps sub-second floats as they are
+            queued=int(now * 1000),
+            status=Status.QUEUED,
+            meta={"trace": tracing.inject()},
+            **self._job_defaults,
+        )
+        return FlushJob(job.id, job.abort_id, self.queue.namespace("incomplete"), self.queue.serialize(job), due)
+
+    async def _seed_from_postgres(self, user_id: str, draft_id: str) -> int:
         """The version Postgres holds for a draft Redis has forgotten (0 when new)."""
         async with self.db.user_tx(user_id, "drafts.owner") as conn:
             cur = await conn.execute("SELECT owner_user_id, version FROM draft_owner(%s)", (draft_id,))
             row = await cur.fetchone()
         if row is None:
-            return 0, None
+            return 0
         if row["owner_user_id"] != user_id:
             AUTOSAVE_REQUESTS.labels("not_found").inc()
             raise not_found("draft")
-        return int(row["version"]), None
-
-    async def _enqueue_flush(self, key: str, user_id: str, draft_id: str) -> None:
-        """Enqueue the flush; a job already waiting under the key absorbs this save (dedupe)."""
-        with tracing.tracer("draftwire.autosave").start_as_current_span(
-            "autosave enqueue", attributes={"messaging.destination.name": AUTOSAVE}
-        ):
-            try:
-                await enqueue_flush(
-                    self.queue, self._job_defaults, user_id, draft_id, time.time() + self.settings.autosave_flush_delay
-                )
-            except Exception as exc:  # noqa: BLE001
-                # The version is already durable in Redis and marked dirty; the worker's sweep
-                # enqueues stranded dirty drafts, so the save is accepted, not lost.
-                log.warning("autosave_enqueue_failed", job_id=key, queue=AUTOSAVE, error=type(exc).__name__)
+        return int(row["version"])
 
     async def get(self, user_id: str, draft_id: str) -> dict[str, Any]:
         snap = await self._snapshot(draft_id)
