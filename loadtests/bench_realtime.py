@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -111,9 +110,9 @@ def pct(values: list[float], p: float) -> float:
     return round(values[min(len(values) - 1, int(len(values) * p))], 2) if values else float("nan")
 
 
-def cpu_of_group(pgid: int) -> float:
-    """utime+stime seconds of every process in a process group."""
-    total = 0
+def _group_stat(pgid: int) -> tuple[float, float]:
+    """(utime+stime seconds, RSS MiB) summed over a process group (Granian's main and worker)."""
+    ticks = rss = 0
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -121,21 +120,17 @@ def cpu_of_group(pgid: int) -> float:
             except OSError:
                 continue
             if int(stat[2]) == pgid:
-                total += int(stat[11]) + int(stat[12])
-    return total / os.sysconf("SC_CLK_TCK")
+                ticks += int(stat[11]) + int(stat[12])
+                rss += int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
+    return ticks / os.sysconf("SC_CLK_TCK"), round(rss / 2**20, 1)
+
+
+def cpu_of_group(pgid: int) -> float:
+    return _group_stat(pgid)[0]
 
 
 def rss_of_group(pgid: int) -> float:
-    total = 0
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(stat[2]) == pgid:
-                total += int(stat[21]) * os.sysconf("SC_PAGE_SIZE")
-    return round(total / 2**20, 1)
+    return _group_stat(pgid)[1]
 
 
 def driver_cpu() -> float:

@@ -1,4 +1,4 @@
-"""Process lifecycle: SIGTERM drain, API restart with resume, two API processes."""
+"""Process lifecycle: SIGTERM drains the gateway (restarts and topology are in test_faults.py)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
-import httpx
-import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus, ConnectionClosed
-
 from tests.realtime.conftest import RT_ENV
-from tests.realtime.support import Client, assert_exactly, channel_name, publish, ws_url
+from tests.realtime.support import Client, channel_name
 from tests.support.processes import ServiceProcess
 
 
