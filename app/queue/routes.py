@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from litestar import Request, Response, delete, get, post
+from litestar.params import FromPath
 
 from app.auth.guards import require_admin, require_user
 from app.errors import ApiError, not_found, unavailable
@@ -32,7 +33,7 @@ def _draft_id(raw: str) -> str:
 
 
 @post("/api/drafts/{draft_id:str}/build", status_code=202)
-async def start_build(request: Req, draft_id: str) -> Response[dict[str, str]]:
+async def start_build(request: Req, draft_id: FromPath[str]) -> Response[dict[str, str]]:
     """Queue a build of the draft's newest saved version; its events go to ``job:<jobId>``."""
     runtime = request.app.state.runtime
     settings = runtime.settings
@@ -63,7 +64,7 @@ async def start_build(request: Req, draft_id: str) -> Response[dict[str, str]]:
 
 
 @get("/api/drafts/{draft_id:str}/build")
-async def latest_build(request: Req, draft_id: str) -> Response[str]:
+async def latest_build(request: Req, draft_id: FromPath[str]) -> Response[str]:
     """The latest Markdown built from the draft (404 if it was never built)."""
     runtime = request.app.state.runtime
     user_id = require_user(request, runtime.settings.jwt_secret).user_id
@@ -74,7 +75,7 @@ async def latest_build(request: Req, draft_id: str) -> Response[str]:
 
 
 @get("/api/jobs/{job_id:str}")
-async def job_status(request: Req, job_id: str) -> dict[str, Any]:
+async def job_status(request: Req, job_id: FromPath[str]) -> dict[str, Any]:
     """One of the caller's jobs (builds and autosave flushes); others' jobs are 404."""
     runtime = request.app.state.runtime
     user_id = require_user(request, runtime.settings.jwt_secret).user_id
@@ -100,7 +101,7 @@ async def admin_queues(request: Req) -> dict[str, dict[str, int]]:
 
 
 @post("/api/admin/queues/{queue:str}/failed/{job_id:str}/retry", status_code=200)
-async def admin_retry(request: Req, queue: str, job_id: str) -> dict[str, str]:
+async def admin_retry(request: Req, queue: FromPath[str], job_id: FromPath[str]) -> dict[str, str]:
     """Put one failed job back on its queue with fresh attempts."""
     outcome = await _queue(request, queue).requeue_failed(job_id)
     if outcome is RetryOutcome.NOT_FOUND:
@@ -111,7 +112,7 @@ async def admin_retry(request: Req, queue: str, job_id: str) -> dict[str, str]:
 
 
 @delete("/api/admin/queues/{queue:str}/failed", status_code=200)
-async def admin_purge_failed(request: Req, queue: str) -> dict[str, Any]:
+async def admin_purge_failed(request: Req, queue: FromPath[str]) -> dict[str, Any]:
     """Delete the failed jobs of one queue; waiting, running and completed jobs stay."""
     purged = await _queue(request, queue).purge_failed()
     log.info("queue_failed_purged", queue=queue, count=purged)

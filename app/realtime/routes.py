@@ -9,6 +9,7 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import asgi
 from litestar.types import Receive, Scope, Send
+from litestar.params import FromPath
 
 from app.auth.guards import require_admin
 from app.errors import ApiError
@@ -47,7 +48,7 @@ def realtime_metrics(request: Request[Any, Any, Any]) -> dict[str, Any]:
 
 
 @post("/api/admin/channels/{channel:str}/events", status_code=201)
-async def publish_event(request: Request[Any, Any, Any], channel: str) -> Response[dict[str, Any]]:
+async def publish_event(request: Request[Any, Any, Any], channel: FromPath[str]) -> Response[dict[str, Any]]:
     """Append an event to ``channel`` and announce it: ``{"type": "...", "data": {...}}``."""
     runtime = request.app.state.runtime
     require_admin(request, runtime.settings.jwt_secret)
