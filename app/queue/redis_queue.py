@@ -130,6 +130,14 @@ class DraftwireQueue(RedisQueue):
         )
         return [i.decode() for i in ids or []]
 
+    async def _update(self, job: Job, status: Status | None = None, **kwargs: Any) -> None:
+        """SAQ's update with the status known (start of a job): store and notify in one round trip."""
+        if status is None:
+            return await super()._update(job, status, **kwargs)
+        job.status = status
+        async with self.redis.pipeline(transaction=False) as pipe:
+            await pipe.set(job.id, self.serialize(job)).publish(job.id, job.status).execute()
+
     # --- taking back jobs whose worker is gone --------------------------------------------
     async def sweep(self, lock: float = 60, abort: float = RECLAIM_WAIT_S) -> list[str]:
         """Reclaim lost jobs of the active list; at most one process sweeps per ``lock`` seconds."""
@@ -174,9 +182,8 @@ class DraftwireQueue(RedisQueue):
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lrem(self._active, 1, job.id).lrem(self._queued, 1, job.id)
             pipe.zadd(self._incomplete, {job.id: job.scheduled})
-            pipe.set(job.id, self.serialize(job))
+            pipe.set(job.id, self.serialize(job)).publish(job.id, job.status)
             await pipe.execute()
-        await self.notify(job)
         JOB_RETRIES.labels(self.name).inc()
         log.warning(
             "job_failed_retrying",
@@ -207,8 +214,8 @@ class DraftwireQueue(RedisQueue):
                 pipe.setex(job.id, COMPLETED_TTL_SECONDS, self.serialize(job))
                 if status == Status.COMPLETE:
                     pipe.zadd(self.completed_key, {job.id: time.time()})
+            pipe.publish(job.id, job.status)  # SAQ's notify, in the same round trip
             await pipe.execute()
-        await self.notify(job)
         if status == Status.FAILED:
             JOBS_PROCESSED.labels(self.name, "failed").inc()
             log.error(
