@@ -154,24 +154,30 @@ def live_env(redis: RedisServer) -> dict[str, str]:
 # --- the healthy stack -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def live_redis(workdir: Path) -> Iterator[RedisServer]:
-    server = RedisServer(workdir / f"live-redis-{uuid.uuid4().hex[:8]}").start()
+@contextlib.contextmanager
+def app_on_own_redis(
+    workdir: Path, spawn: Callable[..., ServiceProcess], name: str
+) -> Iterator[tuple[RedisServer, ServiceProcess, ServiceProcess]]:
+    """A Redis of its own and an API and a worker on it (see :func:`live_env`); all stopped after."""
+    redis = RedisServer(workdir / f"{name}-redis-{uuid.uuid4().hex[:8]}").start()
+    procs: list[ServiceProcess] = []
     try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def live_app(spawn: Callable[..., ServiceProcess], live_redis: RedisServer) -> Iterator[list[ServiceProcess]]:
-    """[API, worker] on this module's Redis."""
-    procs = [spawn(kind, **live_env(live_redis)) for kind in ("api", "worker")]
-    try:
-        yield procs
+        for kind in ("api", "worker"):
+            procs.append(spawn(kind, **live_env(redis)))
+        yield redis, procs[0], procs[1]
     finally:
         for proc in procs:
             proc.stop()
+        redis.stop()
+
+
+@pytest.fixture(scope="module")
+def live_app(
+    workdir: Path, spawn: Callable[..., ServiceProcess]
+) -> Iterator[tuple[RedisServer, ServiceProcess, ServiceProcess]]:
+    """(Redis, API, worker) of this module."""
+    with app_on_own_redis(workdir, spawn, "live") as started:
+        yield started
 
 
 @dataclass
@@ -190,11 +196,11 @@ class Observed:
 
 @pytest.fixture(scope="module")
 async def healthy(
-    workdir: Path, live_app: list[ServiceProcess], live_redis: RedisServer
+    workdir: Path, live_app: tuple[RedisServer, ServiceProcess, ServiceProcess]
 ) -> AsyncIterator[Observed]:
     """Start Prometheus, wait for its first scrapes, send traffic until every non-fault panel
     shows data (or the deadline passes), and record what was seen."""
-    live_api, live_worker = live_app
+    live_redis, live_api, live_worker = live_app
     root = workdir / f"live-prometheus-{uuid.uuid4().hex[:8]}"
     daemon = start_prometheus(root, live_api, live_worker, stack.RULE_FILES)
     prom = Prometheus(daemon.url)
