@@ -4,10 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test test-fast deps system-deps lint bench loadtest clean help
+.PHONY: up demo test test-fast deps system-deps lint bench loadtest clean help
 
 help:
-	@echo "make up      start Postgres, Redis, migrations, API :8080, worker :9091 (Ctrl-C stops)"
+	@echo "make up      start Postgres, Redis, migrations, API :8080, worker :9091, Prometheus :9090,"
+	@echo "             Alertmanager :9093 (Ctrl-C stops)"
+	@echo "make demo    send gentle, realistic traffic to a running make up for 5 min (DEMO_ARGS=--minutes 1)"
 	@echo "make test    install what the suite needs and run every test"
 	@echo "make bench   run the benchmarks recorded in docs/BENCHMARKS.md"
 
@@ -24,6 +26,9 @@ system-deps:
 
 up: system-deps deps
 	$(PY) -m app.devstack
+
+demo: deps
+	$(PY) -m loadtests.demo $(DEMO_ARGS)
 
 test: system-deps deps
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
