@@ -219,7 +219,7 @@ async def fault(
         stopped = time.monotonic()
 
         async def paged() -> bool:
-            received = httpx.get(f"{sink.url}/received", timeout=2).json()
+            received = (await prom.http.get(f"{sink.url}/received")).json()
             return any(n["path"] == "/page" and "RedisDown" in _names(n) for n in received)
 
         await prom.wait("the RedisDown page at the webhook receiver", paged, FAULT_DEADLINE_S)
@@ -236,7 +236,7 @@ async def fault(
             fault_panels=shown,
             firing=await prom.alerts("firing"),
             manager=await _manager_alerts(manager.url),
-            received=httpx.get(f"{sink.url}/received", timeout=2).json(),
+            received=(await prom.http.get(f"{sink.url}/received")).json(),
             page_after_s=page_after,
         )
     finally:

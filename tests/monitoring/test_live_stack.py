@@ -209,7 +209,7 @@ async def healthy(
     try:
         await prom.wait("both targets scraped", lambda: prom.has_data(
             'sum(up{job=~"draftwire-api|draftwire-worker"}) == 2'), 20)
-        worker_before = httpx.get(f"{live_worker.url}/metrics", timeout=5).text
+        worker_before = (await prom.http.get(f"{live_worker.url}/metrics")).text
         users = [f"live-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
         drafts = [d for d in [await traffic.save(u) for u in users] if d]
         assert len(drafts) == 3, traffic.counts
@@ -250,7 +250,7 @@ async def healthy(
 
         with contextlib.suppress(AssertionError):  # the panels test names those that stayed empty
             await prom.wait("every panel to show data", all_panels_have_data, PANELS_DEADLINE_S, one_round)
-        exposition = {p.kind: httpx.get(f"{p.url}/metrics", timeout=5).text for p in (live_api, live_worker)}
+        exposition = {p.kind: (await prom.http.get(f"{p.url}/metrics")).text for p in (live_api, live_worker)}
         exemplars = (await prom.http.get(f"{prom.url}/api/v1/query_exemplars", params={
             "query": 'http_request_duration_seconds_bucket{job="draftwire-api"}',
             "start": time.time() - 300, "end": time.time()})).json()["data"]
