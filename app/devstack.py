@@ -133,7 +133,8 @@ class RedisServer:
             raise DevstackError("redis-server not found: apt-get install redis-server")
         self.root.mkdir(parents=True, exist_ok=True)
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root), "--save", "",
-                "--appendonly", "yes" if self.aof else "no", "--logfile", str(self.root / "redis.log")]
+                "--appendonly", "yes" if self.aof else "no", "--logfile", str(self.root / "redis.log"),
+                "--databases", "64"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
         wait_for_port(self.port, 10, self.proc)
         return self

@@ -23,7 +23,7 @@ from app.queue.names import QUEUES
 from app.queue.redis_queue import DraftwireQueue
 from app.ratelimit import RateLimiter
 from app.realtime.events import EventPublisher
-from observability.metrics import DATABASE_UP, QUEUE_DEPTH, REDIS_UP
+from observability.metrics import DATABASE_UP, QUEUE_DEPTH, READYZ_UP, REDIS_UP
 
 PROBE_TIMEOUT_S = 0.8
 """Each dependency check gives up after this, so /readyz answers within 1 s."""
@@ -138,7 +138,10 @@ class Runtime:
     async def _probe_loop(self, every: float = 5.0) -> None:
         """Keep redis_up / database_up / queue_depth fresh for Prometheus even with no traffic."""
         while True:
-            await asyncio.gather(self.check_redis(), self.check_database(), return_exceptions=True)
+            results = await asyncio.gather(
+                self.check_redis(), self.check_database(), self.check_migrations(), return_exceptions=True
+            )
+            READYZ_UP.set(1 if all(r is None for r in results) else 0)
             with contextlib.suppress(Exception):
                 await self.refresh_queue_depth()
             await asyncio.sleep(every)

@@ -16,9 +16,11 @@ from app.health import metrics_response
 from app.queue import testing
 from app.queue.build import BUILD_FUNCTION, DraftBuilder
 from app.queue.jobs import JobStore
+from app.queue.backup import restore_backup_gauge
 from app.queue.maintenance import BACKUP_TIMEOUT_S, backup_cron, maintenance_cron, maintenance_handlers
 from app.queue.names import AUTOSAVE, BUILD, MAINTENANCE
 from app.queue.worker import (
+    AUTOSAVE_SCHEDULE_TICK_S,
     SCHEDULE_TICK_S,
     SWEEP_EVERY_S,
     CronJob,
@@ -50,6 +52,7 @@ def build_workers(runtime: Runtime, settings: Settings) -> tuple[list[Worker], l
         events=runtime.events,
         batch_size=settings.autosave_batch_size,
         flush_delay=settings.autosave_flush_delay,
+        queue=runtime.queues[AUTOSAVE],
     )
     follow_up = FlushFollowUp(
         queue=runtime.queues[AUTOSAVE],
@@ -83,7 +86,7 @@ def build_workers(runtime: Runtime, settings: Settings) -> tuple[list[Worker], l
             runtime.queues[AUTOSAVE],
             functions=functions(AUTOSAVE, {"flush_draft": flush_handler(batcher)}),
             after_process=follow_up.after_process,
-            **common,
+            **{**common, "timers": {**common["timers"], "schedule": AUTOSAVE_SCHEDULE_TICK_S}},
         ),
         Worker(runtime.queues[BUILD], functions=functions(BUILD, build_handlers), **common),
         Worker(
@@ -143,6 +146,7 @@ async def _serve_metrics(port: int) -> asyncio.Server:
 
 async def run(settings: Settings) -> None:
     tracing.configure("draftwire-worker")
+    restore_backup_gauge(settings.backup_dir)
     runtime = Runtime.create(settings, pool_max=max(4, settings.worker_concurrency))
     await runtime.start()
     workers, services = build_workers(runtime, settings)

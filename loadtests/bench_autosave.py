@@ -38,6 +38,7 @@ async def run(rate: int, seconds: int, users: int, flush_delay: float, connectio
             pool.put_nowait(await rawhttp.Connection("127.0.0.1", s.api_port).open())
         start = time.perf_counter() + 0.2
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+        server0 = s.cpu()
 
         async def one(i: int, due: float) -> None:
             user = i % users
@@ -65,6 +66,7 @@ async def run(rate: int, seconds: int, users: int, flush_delay: float, connectio
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - start
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        server1 = s.cpu()
         while not pool.empty():
             pool.get_nowait().close()
         # Wait for the last flushes, then match each accepted save to the write that carried it.
@@ -102,6 +104,8 @@ async def run(rate: int, seconds: int, users: int, flush_delay: float, connectio
             "db_writes": sum(len(w) for w in writes.values()),
             "flush_delay_ms": int(flush_delay * 1000),
             "generator_cpu_s": round(generator_cpu, 2),
+            "api_cpu_ms_per_request": round((server1["api"] - server0["api"]) * 1000 / len(latencies), 3),
+            "worker_cpu_ms_per_save": round((server1["worker"] - server0["worker"]) * 1000 / len(latencies), 3),
             "cpus": os.cpu_count(),
         }
 

@@ -34,6 +34,10 @@ class Stack:
     def worker(self) -> str:
         return f"http://127.0.0.1:{self.worker_port}"
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by the API and worker process trees."""
+        return {"api": cpu_seconds(self.procs[0].pid), "worker": cpu_seconds(self.procs[1].pid)}
+
     def token(self, user: str, admin: bool = False) -> str:
         return issue(SECRET, user, admin=admin, ttl_seconds=7200)
 
@@ -76,6 +80,23 @@ def stack(**env: str) -> Iterator[Stack]:
                     proc.wait(35)
             redis.stop()
             pg.stop("immediate")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User+system CPU of a process and all its descendants, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        pending.extend(int(c) for c in children)
+    return total
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -4,6 +4,7 @@ TEST_REDIS_URL), migrated once per session, and factories for real API and worke
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import tempfile
 import uuid
@@ -54,6 +55,20 @@ def redis_server(workdir: Path) -> Iterator[RedisServer | None]:
 @pytest.fixture(scope="session")
 def redis_url(redis_server: RedisServer | None) -> str:
     return os.environ.get("TEST_REDIS_URL") or redis_server.url  # type: ignore[union-attr]
+
+
+_redis_dbs = itertools.count(1)  # database 0 is the shared session API/worker's
+
+
+@pytest.fixture(scope="session")
+def fresh_redis_url(redis_url: str) -> Callable[[], str]:
+    """``fresh_redis_url()``: a Redis database no other test uses, so a test's own worker
+    takes only its own jobs (the throwaway server has 64 databases)."""
+
+    def make() -> str:
+        return f"{redis_url.rsplit('/', 1)[0]}/{next(_redis_dbs)}"
+
+    return make
 
 
 @pytest.fixture(scope="session")

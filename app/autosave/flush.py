@@ -24,9 +24,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from app.autosave.service import FLUSH_FUNCTION, enqueue_flush, job_key
-from app.autosave.store import DraftStore, Snapshot
+from app.autosave.store import DraftStore, FlushJobKeys, Snapshot
 from app.db import Database
-from app.queue.redis_queue import DraftwireQueue
+from app.queue.names import AUTOSAVE
+from app.queue.redis_queue import COMPLETED_TTL_SECONDS, DraftwireQueue
 from app.realtime.events import Event, EventPublisher, utc_iso_ms
 from observability import tracing
 from observability.logging import get_logger
@@ -36,6 +37,7 @@ from observability.metrics import (
     AUTOSAVE_FLUSH_DURATION,
     AUTOSAVE_FLUSH_FAILURES,
     AUTOSAVE_SAVES_COALESCED,
+    JOBS_PROCESSED,
     observe,
 )
 from saq.job import Status
@@ -43,6 +45,7 @@ from saq.job import Status
 log = get_logger(__name__)
 
 LEASE_MS = 30_000
+MAX_BATCHES_IN_FLIGHT = 4
 
 _UPSERT = """
 WITH input AS (
@@ -100,7 +103,15 @@ class FlushBatcher:
         events: EventPublisher,
         batch_size: int,
         flush_delay: float,
+        queue: DraftwireQueue,
     ) -> None:
+        self.jobs = FlushJobKeys(
+            incomplete_key=queue.namespace("incomplete"),
+            queued_key=queue.namespace("queued"),
+            completed_key=queue.completed_key,
+            ttl=COMPLETED_TTL_SECONDS,
+            job_id=lambda owner, draft_id: queue.job_id(job_key(owner, draft_id)),
+        )
         self.db = db
         self.store = store
         self.events = events
@@ -126,45 +137,58 @@ class FlushBatcher:
         await request.future
 
     async def _run(self) -> None:
+        # Up to MAX_BATCHES_IN_FLIGHT batches at once: a batch mostly waits on round trips, and
+        # the per-draft leases keep concurrent batches from writing the same draft.
+        slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
+        running: set[asyncio.Task[None]] = set()
         while True:
             batch = [await self._inbox.get()]
             while len(batch) < self.batch_size and not self._inbox.empty():
                 batch.append(self._inbox.get_nowait())
-            try:
-                await self._write_batch(batch)
-            except Exception as exc:  # noqa: BLE001 - each job fails and retries on its own
-                for request in batch:
-                    if not request.future.done():
-                        request.future.set_exception(exc)
+            await slots.acquire()
+            task = asyncio.create_task(self._settle(batch))
+            running.add(task)
+            task.add_done_callback(lambda t: (running.discard(t), slots.release()))
+
+    async def _settle(self, batch: list[_Request]) -> None:
+        try:
+            await self._write_batch(batch)
+        except Exception as exc:  # noqa: BLE001 - each job fails and retries on its own
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(exc)
+        else:
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_result(None)
 
     async def _write_batch(self, requests: list[_Request]) -> None:
         ids = list(dict.fromkeys(r.draft_id for r in requests))
         leased = await self._lease(ids)
-        # Fill the round trip with other drafts already due; their own jobs then find them clean.
+        # Fill the round trip with other drafts already due (their pending jobs are completed
+        # with them). Ask for more than room: concurrent batches lease some of the same ones.
         room = self.batch_size - len(leased)
         if room > 0:
             due_before = int((time.time() - self.flush_delay) * 1000)
-            extra = [d for d in await self.store.due(due_before, room * 2) if d not in ids]
-            leased += await self._lease(extra[:room])
+            extra = [d for d in await self.store.due(due_before, room * 4) if d not in ids]
+            got = await self._lease(extra)
+            await self.store.release(got[room:], self._token)
+            leased += got[:room]
         try:
             waiting = [r for r in requests if r.draft_id not in leased]
             if waiting:  # another worker is writing those drafts: wait for it, then write what is left
                 await self._await_leases([r.draft_id for r in waiting])
                 leased += await self._lease([r.draft_id for r in waiting])
-            written = await self._write(leased, requests[0].carrier)
+            await self._write(leased, requests[0].carrier)
         finally:
             await self.store.release(leased, self._token)
-        for request in requests:
-            if not request.future.done():
-                request.future.set_result(None)
-        del written
 
     async def _lease(self, ids: list[str]) -> list[str]:
-        got = []
-        for draft_id in ids:
-            if await self.store.lease(draft_id, self._token, LEASE_MS):
-                got.append(draft_id)
-        return got
+        """Take the flush lease of each draft that no other worker holds (one round trip)."""
+        if not ids:
+            return []
+        taken = await self.store.lease_many(ids, self._token, LEASE_MS)
+        return [draft_id for draft_id, ok in zip(ids, taken, strict=True) if ok]
 
     async def _await_leases(self, ids: list[str], timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout
@@ -219,7 +243,9 @@ class FlushBatcher:
             observe(AUTOSAVE_FLUSH_BATCH_SIZE, len(snaps))
             AUTOSAVE_DB_WRITES.inc(len(events))
             AUTOSAVE_SAVES_COALESCED.inc(sum(max(0, s.version - s.persisted_version - 1) for s in snaps))
-            await self.store.mark_persisted(snaps)
+            marks = await self.store.mark_persisted(snaps, self.jobs)
+            # Pending flush jobs of drafts this batch already wrote were completed in Redis.
+            JOBS_PROCESSED.labels(AUTOSAVE, "done").inc(marks.count(2))
             await self.events.announce(events)
             await _quietly(self.store.record_flush(at_iso=_now_iso(), ok=True))
             log.info(

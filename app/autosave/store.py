@@ -13,6 +13,8 @@ Every change is one Lua script, so a save and its version number are atomic acro
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,18 +72,35 @@ return {1, version, enqueued}
 """
 )
 
+# After a commit: record the written version. When nothing newer is waiting, the draft is clean
+# and a flush job still pending for it (scheduled or queued, not running) has nothing left to do:
+# complete it here, atomically, so a batch that wrote 25 drafts does not leave 24 jobs to run as
+# no-ops. Returns 0 (newer save waiting), 1 (clean) or 2 (clean, pending job completed).
 _MARK_PERSISTED = """
 local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 local pv = tonumber(redis.call('HGET', KEYS[1], 'persisted_version') or '0')
 local w = tonumber(ARGV[1])
 if w > pv then redis.call('HSET', KEYS[1], 'persisted_version', w) end
-if v <= w then
-    redis.call('ZREM', KEYS[2], ARGV[2])
-    redis.call('ZREM', KEYS[3], ARGV[2])
-    if v > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-    return 1
+if v > w then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+if v > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+local score = redis.call('ZSCORE', KEYS[4], KEYS[6])
+if not score then return 1 end
+local waiting = redis.call('LREM', KEYS[5], 1, KEYS[6])
+if waiting == 0 and tonumber(score) == 0 then return 1 end
+redis.call('ZREM', KEYS[4], KEYS[6])
+local raw = redis.call('GET', KEYS[6])
+if raw then
+    local job = cjson.decode(raw)
+    job['status'] = 'complete'
+    job['completed'] = tonumber(ARGV[5])
+    job['progress'] = 1.0
+    job['result'] = {coalesced = true}
+    redis.call('SETEX', KEYS[6], ARGV[6], cjson.encode(job))
 end
-return 0
+redis.call('ZADD', KEYS[7], ARGV[4], KEYS[6])
+return 2
 """
 
 _RELEASE = """
@@ -99,6 +118,18 @@ class FlushJob:
     incomplete_key: str
     payload: str | bytes
     scheduled: float
+
+
+@dataclass(frozen=True, slots=True)
+class FlushJobKeys:
+    """Where the autosave queue keeps its jobs (SAQ's layout), for :meth:`DraftStore.mark_persisted`."""
+
+    incomplete_key: str
+    queued_key: str
+    completed_key: str
+    ttl: int
+    job_id: Callable[[str, str], str]
+    """(owner, draft id) -> the SAQ job id of that draft's flush."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,17 +238,27 @@ class DraftStore:
         ids = await self.redis.zrevrange(USER_DIRTY_PREFIX + owner, 0, limit - 1)
         return [i.decode() for i in ids]
 
-    async def mark_persisted(self, written: list[Snapshot]) -> list[bool]:
-        """After a commit: record the written version; True where nothing newer is waiting."""
+    async def mark_persisted(self, written: list[Snapshot], jobs: FlushJobKeys) -> list[int]:
+        """After a commit: record each written version. Per draft: 0 if a newer save is waiting,
+        1 if clean, 2 if clean and its pending flush job was completed here (see the script)."""
+        now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             for snap in written:
                 await self._mark(
-                    keys=[DRAFT_PREFIX + snap.draft_id, DIRTY, USER_DIRTY_PREFIX + snap.owner],
-                    args=[snap.version, snap.draft_id, PERSISTED_CACHE_TTL_S],
+                    keys=[
+                        DRAFT_PREFIX + snap.draft_id,
+                        DIRTY,
+                        USER_DIRTY_PREFIX + snap.owner,
+                        jobs.incomplete_key,
+                        jobs.queued_key,
+                        jobs.job_id(snap.owner, snap.draft_id),
+                        jobs.completed_key,
+                    ],
+                    args=[snap.version, snap.draft_id, PERSISTED_CACHE_TTL_S, now, int(now * 1000), jobs.ttl],
                     client=pipe,
                 )
             results = await pipe.execute()
-        return [bool(r) for r in results]
+        return [int(r) for r in results]
 
     async def due(self, older_than_ms: int, limit: int) -> list[str]:
         """Dirty drafts whose oldest unwritten save is older than ``older_than_ms``."""
@@ -232,10 +273,16 @@ class DraftStore:
     async def pending(self) -> int:
         return int(await self.redis.zcard(DIRTY))
 
-    async def lease(self, draft_id: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self.redis.set(FLUSHING_PREFIX + draft_id, token, nx=True, px=ttl_ms))
+    async def lease_many(self, draft_ids: list[str], token: str, ttl_ms: int) -> list[bool]:
+        """Take each draft's flush lease unless another worker holds it."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for draft_id in draft_ids:
+                pipe.set(FLUSHING_PREFIX + draft_id, token, nx=True, px=ttl_ms)
+            return [bool(r) for r in await pipe.execute()]
 
     async def release(self, draft_ids: list[str], token: str) -> None:
+        if not draft_ids:
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
             for draft_id in draft_ids:
                 await self._release(keys=[FLUSHING_PREFIX + draft_id], args=[token], client=pipe)

@@ -92,6 +92,27 @@ def prune(folder: Path, before: datetime) -> list[Path]:
     return removed
 
 
+def newest_backup_time(backup_dir: str) -> float | None:
+    """Unix time of the newest complete dump in ``backup_dir`` (from its name), or None."""
+    folder = Path(backup_dir)
+    if not folder.is_dir():
+        return None
+    stamps = [
+        datetime.strptime(m.group(1), _STAMP).replace(tzinfo=timezone.utc).timestamp()
+        for m in (_NAME.match(p.name) for p in folder.iterdir())
+        if m
+    ]
+    return max(stamps, default=None)
+
+
+def restore_backup_gauge(backup_dir: str) -> None:
+    """At worker start: the success gauge reflects dumps already on disk (a restart, or a
+    manual ``draftwire backup``), so BackupTooOld does not fire just because a worker restarted."""
+    newest = newest_backup_time(backup_dir)
+    if newest is not None:
+        BACKUP_LAST_SUCCESS.set(newest)
+
+
 async def backup_and_record(database_url: str, backup_dir: str, retention_days: int) -> BackupResult:
     """The worker's nightly backup: run it, log it, set the success gauge."""
     result = await run_backup(database_url, backup_dir, retention_days)

@@ -103,6 +103,11 @@ class DraftwireQueue(RedisQueue):
         self.on_failed: list[FailedHook] = []
         """Called with the job after it lands in the dead letter (in the process that put it there)."""
         self.register_before_enqueue(self._carry_trace)
+        # Create the labelled series at 0: increase() only sees a failure or retry that happens
+        # after Prometheus first scraped the series, so it must exist before the first one.
+        for status in ("done", "failed"):
+            JOBS_PROCESSED.labels(name, status)
+        JOB_RETRIES.labels(name)
 
     @staticmethod
     async def _carry_trace(job: Job) -> None:

@@ -25,8 +25,11 @@ log = get_logger("app.queue")
 
 Handler = Callable[..., Awaitable[Any]]
 
-SCHEDULE_TICK_S = 0.05
-"""How often due (delayed) jobs are moved to the queue: the autosave window's resolution."""
+SCHEDULE_TICK_S = 0.25
+"""How often due (delayed, retrying) jobs are moved to their queue."""
+AUTOSAVE_SCHEDULE_TICK_S = 0.02
+"""The same for ``draft-autosave``: the resolution of the coalescing window (save-to-row is
+AUTOSAVE_FLUSH_DELAY plus at most this, plus the write)."""
 SWEEP_EVERY_S = 5
 """How often stalled jobs are looked for (SAQ's default is 60 s)."""
 HEARTBEAT_S = 6

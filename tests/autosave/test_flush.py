@@ -32,10 +32,12 @@ async def _saved_events(conn: psycopg.AsyncConnection, draft_id: str) -> list[in
 
 
 @pytest.fixture(scope="module")
-def fast_saves(spawn: Callable[..., ServiceProcess], redis_url: str) -> tuple[ServiceProcess, ServiceProcess]:
+def fast_saves(
+    spawn: Callable[..., ServiceProcess], fresh_redis_url: Callable[[], str]
+) -> tuple[ServiceProcess, ServiceProcess]:
     """An API with the per-user limit raised and a worker, both with the contract's 1 s window,
     on a Redis database of their own so the session's worker (300 ms window) takes no job."""
-    env = {"AUTOSAVE_FLUSH_DELAY": "1s", "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/3"}
+    env = {"AUTOSAVE_FLUSH_DELAY": "1s", "REDIS_URL": fresh_redis_url()}
     api = spawn("api", AUTOSAVE_RATE_LIMIT_PER_MINUTE="100000", **env)
     worker = spawn("worker", **env)
     return api, worker
@@ -137,7 +139,7 @@ async def test_row_level_security_under_the_application_role(
 
 
 async def test_postgres_outage_readyz_and_no_accepted_draft_lost(
-    scratch: Path, spawn: Callable[..., ServiceProcess], token: Callable[..., str], redis_url: str
+    scratch: Path, spawn: Callable[..., ServiceProcess], token: Callable[..., str], fresh_redis_url: Callable[[], str]
 ) -> None:
     """With Postgres stopped /readyz answers 503 'database ping failed' within 1 s, saves are
     still accepted, and every one of them reaches Postgres once it is back."""
@@ -145,7 +147,7 @@ async def test_postgres_outage_readyz_and_no_accepted_draft_lost(
     try:
         await migrate(pg.url, progress=None)
         # Its own Redis database too: the session's worker must not take these jobs.
-        env = {"DATABASE_URL": pg.url, "REDIS_URL": redis_url.rsplit("/", 1)[0] + "/7", "AUTOSAVE_FLUSH_DELAY": "200ms"}
+        env = {"DATABASE_URL": pg.url, "REDIS_URL": fresh_redis_url(), "AUTOSAVE_FLUSH_DELAY": "200ms"}
         api, _worker = spawn("api", **env), spawn("worker", **env)
         headers = auth(token())
         pg.stop("immediate")

@@ -84,7 +84,11 @@ def spans() -> InMemorySpanExporter:
 
 
 async def test_one_trace_from_request_to_postgres_write(
-    spans: InMemorySpanExporter, base_env: dict[str, str], token: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+    spans: InMemorySpanExporter,
+    base_env: dict[str, str],
+    fresh_redis_url: Callable[[], str],
+    token: Callable[..., str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """One trace holds the request span, the enqueue, the worker's job span, the flush batch
     and the Postgres write (API and worker run in this process with the in-memory exporter)."""
@@ -94,7 +98,7 @@ async def test_one_trace_from_request_to_postgres_write(
     from app.main import create_app
     from app.worker import build_workers
 
-    redis_url = base_env["REDIS_URL"].rsplit("/", 1)[0] + "/9"  # a queue of its own
+    redis_url = fresh_redis_url()  # a queue of its own
     for key, value in {**base_env, "REDIS_URL": redis_url, "AUTOSAVE_FLUSH_DELAY": "100ms"}.items():
         monkeypatch.setenv(key, value)
     settings = config.load()

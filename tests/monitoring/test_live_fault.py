@@ -197,7 +197,7 @@ async def fault(
             await traffic.refused_socket()
             await asyncio.sleep(0.4)
         await enqueue_failing_job(fault_redis.url)
-        # The first dead letter only creates its series (see test_live_stack's xfail); once
+        # The first dead letter only creates its series (before it Prometheus has no sample to compare with); once
         # Prometheus has scraped it, a second one is an increase.
         await prom.wait("the first dead letter scraped", lambda: prom.has_data(
             'sum(jobs_processed_total{job="draftwire-worker", status="failed"}) >= 1'), 20)

@@ -299,13 +299,10 @@ def test_prometheus_scrapes_exemplars(healthy: Observed) -> None:
 
 def test_healthy_stack_fires_no_unexpected_alert(healthy: Observed) -> None:
     """Under ordinary traffic (a poisoned job and a few 4xx included) no alert is pending or
-    firing except BackupTooOld, which a fresh worker earns (it has made no backup yet), and
-    APINotReady, which is a bug (see test_readiness_gauge_needs_no_probe)."""
-    assert set(healthy.alerts) - {"BackupTooOld", "APINotReady"} == set(), healthy.alerts
+    firing except BackupTooOld, which a fresh worker earns (it has made no backup yet)."""
+    assert set(healthy.alerts) - {"BackupTooOld"} == set(), healthy.alerts
 
 
-@pytest.mark.xfail(strict=True, reason="readyz_up is only set inside GET /readyz: with nobody probing "
-                   "it reads 0 and APINotReady fires on a healthy API (report to the app/health.py owner)")
 def test_readiness_gauge_needs_no_probe(healthy: Observed) -> None:
     """readyz_up reads 1 on a healthy API even when nothing calls /readyz (as under `make up`),
     so APINotReady does not fire on a healthy system."""
@@ -313,8 +310,6 @@ def test_readiness_gauge_needs_no_probe(healthy: Observed) -> None:
     assert "APINotReady" not in healthy.alerts
 
 
-@pytest.mark.xfail(strict=True, reason="labelled failure counters appear only at their first "
-                   "increment, so increase() misses a process's first failure (report to the queue owner)")
 def test_failure_counters_exist_before_the_first_failure(healthy: Observed) -> None:
     """A fresh worker exports jobs_processed_total{status="failed"} and job_retries_total at 0 for
     every queue, so JobFailedPermanently and JobRetryStorm see the first failure as an increase."""

@@ -3,7 +3,6 @@ their jobs, and API/worker processes configured with short timeouts and the test
 
 from __future__ import annotations
 
-import itertools
 import os
 import subprocess
 import uuid
@@ -21,15 +20,6 @@ from tests.support.processes import DRAFTWIRE, ServiceProcess
 
 __all__ = ("auth", "client", "eventually")
 
-SHARED_DB = 7
-"""Redis database of the shared queue API and worker (other suites use database 0)."""
-_isolated_dbs = itertools.count(8)  # one per test that kills or stops workers; Redis has 16
-
-
-def redis_db_url(redis_url: str, db: int) -> str:
-    return f"{redis_url.rsplit('/', 1)[0]}/{db}"
-
-
 def queue_env(redis_url: str, **extra: str) -> dict[str, str]:
     """Short settings: 2 s task timeout, 3 attempts, test jobs on, no per-user save limit."""
     return {
@@ -45,8 +35,8 @@ def queue_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def shared_redis_url(redis_url: str) -> str:
-    return redis_db_url(redis_url, SHARED_DB)
+def shared_redis_url(fresh_redis_url: Callable[[], str]) -> str:
+    return fresh_redis_url()
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +50,9 @@ def qworker(spawn: Callable[..., ServiceProcess], shared_redis_url: str) -> Serv
 
 
 @pytest.fixture
-async def isolated_redis_url(redis_url: str) -> AsyncIterator[str]:
+async def isolated_redis_url(fresh_redis_url: Callable[[], str]) -> AsyncIterator[str]:
     """A Redis database of its own, empty, for a test that starts and kills its own workers."""
-    url = redis_db_url(redis_url, next(_isolated_dbs))
+    url = fresh_redis_url()
     client_ = Redis.from_url(url)
     await client_.flushdb()
     await client_.aclose()
