@@ -30,11 +30,13 @@ up: system-deps deps
 demo: deps
 	$(PY) -m loadtests.demo $(DEMO_ARGS)
 
-test: system-deps deps
+test: system-deps deps lint
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
+# Lint and generated files are checked before the tests: a stale dashboard or a lint error fails fast.
 lint: deps
-	$(VENV)/bin/ruff check app observability tests || true
+	$(VENV)/bin/ruff check app observability loadtests tests dashboards
+	$(PY) dashboards/generate.py --check
 
 bench: system-deps deps
 	$(PY) -m loadtests.bench_autosave

@@ -64,7 +64,8 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="draftwire", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
     sub.add_parser("api", help="serve the HTTP API, WebSocket and SSE on PORT (Granian)").set_defaults(run=_api)
-    sub.add_parser("worker", help="run queue consumers and cron; /healthz /metrics on WORKER_METRICS_PORT").set_defaults(
+    worker_help = "run queue consumers and cron; /healthz /metrics on WORKER_METRICS_PORT"
+    sub.add_parser("worker", help=worker_help).set_defaults(
         run=_worker
     )
     sub.add_parser("migrate", help="apply app/db/migrations/*.sql in order").set_defaults(run=_migrate)
@@ -98,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one clear line, not a traceback, for what an operator can fix
-        obs_logging.get_logger("app.cli").error("startup_failed", command=args.command, error=f"{type(exc).__name__}: {exc}")
+        obs_logging.get_logger("app.cli").error(
+            "startup_failed", command=args.command, error=f"{type(exc).__name__}: {exc}"
+        )
         return 1
 
 

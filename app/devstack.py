@@ -98,7 +98,8 @@ class PostgresServer:
         done = self._run(str(bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "postgres.log"),
                          "-o", options, "-w", "-t", "30", "start")
         if done.returncode:
-            log = (self.root / "postgres.log").read_text(errors="replace")[-800:] if (self.root / "postgres.log").exists() else ""
+            log_path = self.root / "postgres.log"
+            log = log_path.read_text(errors="replace")[-800:] if log_path.exists() else ""
             raise DevstackError(f"pg_ctl start failed: {done.stderr.decode()[-300:]} {log}")
         created = self._run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
                             self.database)

@@ -38,9 +38,14 @@ def prometheus_config() -> PrometheusConfig:
 
 def opentelemetry_plugin() -> OpenTelemetryPlugin:
     # Streams (/ws, SSE) live for hours and would get a span per frame: the realtime gateway
-    # makes its own delivery spans, continuing each event's trace instead.
+    # makes its own delivery spans, continuing each event's trace instead. No child spans per
+    # ASGI receive/send message either: they cost more than the request's own work and say
+    # nothing the server span does not.
     return OpenTelemetryPlugin(
-        OpenTelemetryConfig(exclude=["^/metrics$", "^/healthz$", "^/readyz$", "^/ws$", "^/api/events$"])
+        OpenTelemetryConfig(
+            exclude=["^/metrics$", "^/healthz$", "^/readyz$", "^/ws$", "^/api/events$"],
+            exclude_spans=["receive", "send"],
+        )
     )
 
 

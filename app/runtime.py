@@ -8,6 +8,7 @@ API or worker processes must agree on is in Redis or Postgres.
 from __future__ import annotations
 
 import asyncio
+import gc
 import contextlib
 from dataclasses import dataclass, field
 
@@ -27,6 +28,16 @@ from observability.metrics import DATABASE_UP, QUEUE_DEPTH, READYZ_UP, REDIS_UP
 
 PROBE_TIMEOUT_S = 0.8
 """Each dependency check gives up after this, so /readyz answers within 1 s."""
+
+
+def _tune_gc() -> None:
+    """Fewer, cheaper garbage collections: everything allocated at start-up (modules, routes,
+    the app) is frozen out of the collector's view, and young collections run less often. A
+    full collection over a warm heap is a latency spike of tens of ms on every request it
+    lands on; this keeps p99 near p95."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 50)
 
 
 def redis_client(url: str) -> Redis:
@@ -67,6 +78,7 @@ class Runtime:
         )
 
     async def start(self) -> None:
+        _tune_gc()
         await self.db.open(wait=False)
         for queue in self.queues.values():
             await queue.connect()
@@ -89,7 +101,7 @@ class Runtime:
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 await self.redis.ping()
-        except Exception:  # noqa: BLE001
+        except Exception:
             REDIS_UP.set(0)
             return "redis ping failed"
         REDIS_UP.set(1)
@@ -104,7 +116,7 @@ class Runtime:
                     await self.db.ping()
                 else:
                     await self._direct("SELECT 1")
-        except Exception:  # noqa: BLE001
+        except Exception:
             DATABASE_UP.set(0)
             return "database ping failed"
         DATABASE_UP.set(1)
@@ -122,7 +134,7 @@ class Runtime:
                 )
         except psycopg.errors.UndefinedTable:
             return "migrations pending"
-        except Exception:  # noqa: BLE001
+        except Exception:
             return "migrations pending"
         done = {r[0] for r in rows}
         if any(m.version not in done for m in available()):

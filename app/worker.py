@@ -8,15 +8,17 @@ import asyncio
 import contextlib
 import os
 import signal
-from typing import Any
+from typing import Any, ClassVar
+
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 
 from app.autosave.flush import FlushBatcher, FlushFollowUp, flush_handler
 from app.config import Settings, parse_duration
 from app.health import metrics_response
 from app.queue import testing
+from app.queue.backup import restore_backup_gauge
 from app.queue.build import BUILD_FUNCTION, DraftBuilder
 from app.queue.jobs import JobStore
-from app.queue.backup import restore_backup_gauge
 from app.queue.maintenance import BACKUP_TIMEOUT_S, backup_cron, maintenance_cron, maintenance_handlers
 from app.queue.names import AUTOSAVE, BUILD, MAINTENANCE
 from app.queue.worker import (
@@ -41,7 +43,7 @@ MAINTENANCE_CONCURRENCY = 2
 
 
 class Worker(DraftwireWorker):
-    SIGNALS: list[signal.Signals] = []  # the process handles signals once for all queues
+    SIGNALS: ClassVar[list[signal.Signals]] = []  # the process handles signals once for all queues
 
 
 def build_workers(runtime: Runtime, settings: Settings) -> tuple[list[Worker], list[Any]]:
@@ -112,6 +114,10 @@ def build_workers(runtime: Runtime, settings: Settings) -> tuple[list[Worker], l
     return workers, [batcher, follow_up]
 
 
+_NOT_GET = b'{"error":"method_not_allowed","detail":"Only GET is served here."}'
+_NOT_FOUND = b'{"error":"not_found","detail":"Try /healthz or /metrics."}'
+
+
 async def _serve_metrics(port: int) -> asyncio.Server:
     """A minimal HTTP/1.1 server: GET /healthz and GET /metrics, nothing else."""
 
@@ -123,20 +129,21 @@ async def _serve_metrics(port: int) -> asyncio.Server:
             path = parts[1].split("?", 1)[0] if len(parts) > 1 else "/"
             headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines if h)}
             if parts[0] != "GET":
-                status, body, ctype = "405 Method Not Allowed", b'{"error":"method_not_allowed","detail":"Only GET."}', "application/json"
+                status, body, ctype = "405 Method Not Allowed", _NOT_GET, "application/json"
             elif path == "/healthz":
                 status, body, ctype = "200 OK", b'{"status":"ok"}', "application/json"
             elif path == "/metrics":
                 body, ctype = metrics_response(headers.get("accept", ""))
                 status = "200 OK"
             else:
-                status, body, ctype = "404 Not Found", b'{"error":"not_found","detail":"Try /healthz or /metrics."}', "application/json"
+                status, body, ctype = "404 Not Found", _NOT_FOUND, "application/json"
             writer.write(
-                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                "Connection: close\r\n\r\n".encode()
                 + body
             )
             await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, asyncio.LimitOverrunError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
         finally:
             writer.close()
@@ -160,7 +167,12 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     log.info("worker_started", queues=[w.queue.name for w in workers], port=settings.worker_metrics_port,
              concurrency=settings.worker_concurrency)
-    runs = [asyncio.create_task(w.start(), name=f"worker-{w.queue.name}") for w in workers]
+    # SAQ's own bookkeeping (dequeue polls, status writes, schedule ticks, sweeps) runs with
+    # client instrumentation suppressed: a span per poll would cost more than the jobs and trace
+    # nothing a person asks about. Job spans set their parent explicitly (the enqueuer's trace),
+    # so the Redis and Postgres calls a job makes are spans as usual.
+    with suppress_instrumentation():
+        runs = [asyncio.create_task(w.start(), name=f"worker-{w.queue.name}") for w in workers]
     try:
         await stop.wait()
         log.info("worker_draining", grace_s=SHUTDOWN_GRACE_S)

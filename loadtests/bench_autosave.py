@@ -18,8 +18,8 @@ import resource
 import time
 import uuid
 
-import uvloop
 import psycopg
+import uvloop
 
 from loadtests import rawhttp
 from loadtests.stack import percentile, stack

@@ -49,7 +49,7 @@ EXE = str(Path(sys.executable).with_name("draftwire"))
 def start_worker(env: dict[str, str], root: Path) -> subprocess.Popen[bytes]:
     port = free_port()
     log = (root / f"worker-{port}.log").open("ab")
-    proc = subprocess.Popen([EXE, "worker"], env={**env, "WORKER_METRICS_PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
+    proc = subprocess.Popen([EXE, "worker"], env={**env, "WORKER_METRICS_PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
     wait_for_port(port, 30, proc)
     return proc
 

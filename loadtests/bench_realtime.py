@@ -30,9 +30,9 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.auth import issue  # noqa: E402
-from app.db.migrate import migrate  # noqa: E402
-from app.devstack import PostgresServer, RedisServer, free_port  # noqa: E402
+from app.auth import issue
+from app.db.migrate import migrate
+from app.devstack import PostgresServer, RedisServer, free_port
 
 SECRET = "bench-secret-0123456789abcdef-0123456789"  # noqa: S105 - throwaway
 
@@ -252,7 +252,7 @@ async def server_metrics(base: str) -> dict[str, float]:
 
 async def run(args: argparse.Namespace, env: dict[str, str], port: int) -> dict[str, Any]:
     log = open(Path(tempfile.gettempdir()) / f"bench-api-{port}.log", "wb")  # noqa: SIM115
-    api = subprocess.Popen([str(Path(sys.executable).with_name("draftwire")), "api"], env={**os.environ, **env},  # noqa: S603
+    api = subprocess.Popen([str(Path(sys.executable).with_name("draftwire")), "api"], env={**os.environ, **env},
                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -222,13 +222,13 @@ def _progress(traffic: Traffic, started: float) -> str:
 
 async def run(base: str, secret: str, seconds: float, users: int, seed: int | None = None) -> Counter[str]:
     """Send demo traffic for ``seconds`` (or until cancelled); the response counts."""
-    rng = random.Random(seed)  # noqa: S311 - traffic shape, not security
+    rng = random.Random(seed)
     traffic = Traffic(base, secret)
     stop = asyncio.Event()
     names = [f"demo-user-{i}" for i in range(users)]
     drafts: dict[str, list[str]] = {name: [] for name in names}
     tasks = [
-        asyncio.create_task(_writer(traffic, n, drafts, random.Random(rng.random()), stop))  # noqa: S311
+        asyncio.create_task(_writer(traffic, n, drafts, random.Random(rng.random()), stop))
         for n in names
     ]
     tasks += [asyncio.create_task(_subscriber(traffic, n, drafts, stop)) for n in names[:2]]

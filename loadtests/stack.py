@@ -65,11 +65,11 @@ def stack(**env: str) -> Iterator[Stack]:
                 **env,
             }
             exe = str(Path(sys.executable).with_name("draftwire"))
-            subprocess.run([exe, "migrate"], env=full, check=True, capture_output=True)  # noqa: S603
+            subprocess.run([exe, "migrate"], env=full, check=True, capture_output=True)
             s = Stack(root, full, api_port, worker_port)
             for kind in ("api", "worker"):
                 log = (root / f"{kind}.log").open("ab")
-                s.procs.append(subprocess.Popen([exe, kind], env=full, stdout=log, stderr=subprocess.STDOUT))  # noqa: S603
+                s.procs.append(subprocess.Popen([exe, kind], env=full, stdout=log, stderr=subprocess.STDOUT))
             wait_for_port(api_port, 30, s.procs[0])
             wait_for_port(worker_port, 30, s.procs[1])
             yield s

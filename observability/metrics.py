@@ -6,10 +6,8 @@ an exemplar with the current ``trace_id`` so a slow bucket links to its trace.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
 from opentelemetry import trace
-
-
+from prometheus_client import Counter, Gauge, Histogram
 
 # Sub-second buckets for API/DB paths; the SLO lines (0.1, 0.2, 0.5 s) are bucket edges.
 FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)

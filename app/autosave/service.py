@@ -11,7 +11,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -22,10 +22,10 @@ from app.autosave.store import CONFLICT, NEEDS_SEED, NOT_OWNER, RATE_LIMITED, Dr
 from app.config import Settings
 from app.db import Database
 from app.errors import ApiError, not_found, unavailable
-from app.ratelimit import Limit, refused
 from app.queue import AUTOSAVE
 from app.queue.redis_queue import DraftwireQueue
 from app.queue.worker import job_defaults
+from app.ratelimit import Limit, refused
 from observability import tracing
 from observability.logging import get_logger
 from observability.metrics import AUTOSAVE_PAYLOAD_BYTES, AUTOSAVE_REQUESTS, observe
@@ -109,7 +109,9 @@ def parse_save(body: bytes, settings: Settings) -> SaveRequest:
         except ValueError:
             draft_id = None
         if draft_id is None:
-            raise _reject(422, "invalid_draft_id", "draftId must be a UUID string, or left out for a new draft.", "invalid")
+            raise _reject(
+                422, "invalid_draft_id", "draftId must be a UUID string, or left out for a new draft.", "invalid"
+            )
 
     title = doc.get("title")
     if not isinstance(title, str) or not title.strip():
@@ -261,7 +263,7 @@ class AutosaveService:
     async def _snapshot(self, draft_id: str) -> Snapshot | None:
         try:
             return await self.store.get(draft_id)
-        except Exception as exc:  # noqa: BLE001 - Redis down: Postgres still answers reads
+        except Exception as exc:
             log.warning("autosave_read_fallback", error=type(exc).__name__)
             return None
 
@@ -297,7 +299,7 @@ class AutosaveService:
         ]
         next_cursor = _encode_cursor(page[-1]["updated_at"], page[-1]["id"]) if more and page else None
         if more and not page:  # the first page was all unwritten drafts: continue from the top of Postgres
-            next_cursor = _encode_cursor(datetime.max.replace(tzinfo=timezone.utc), "ffffffff-ffff-ffff-ffff-ffffffffffff")
+            next_cursor = _encode_cursor(datetime.max.replace(tzinfo=UTC), "ffffffff-ffff-ffff-ffff-ffffffffffff")
         return {"items": items, "nextCursor": next_cursor}
 
 
@@ -313,16 +315,16 @@ def _snapshot_view(snap: Snapshot) -> dict[str, Any]:
 
 
 def _iso(ts: datetime) -> str:
-    utc = ts.astimezone(timezone.utc)
+    utc = ts.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def _iso_ms(ms: int) -> str:
-    return _iso(datetime.fromtimestamp(ms / 1000, tz=timezone.utc))
+    return _iso(datetime.fromtimestamp(ms / 1000, tz=UTC))
 
 
 def _encode_cursor(updated_at: datetime, draft_id: str) -> str:
-    raw = f"{updated_at.astimezone(timezone.utc).isoformat()}|{draft_id}".encode()
+    raw = f"{updated_at.astimezone(UTC).isoformat()}|{draft_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

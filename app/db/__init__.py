@@ -15,6 +15,7 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
+from opentelemetry import trace
 from psycopg_pool import AsyncConnectionPool
 
 from observability.metrics import DB_QUERY_DURATION, observe
@@ -23,6 +24,7 @@ __all__ = ("APP_ROLE", "Database")
 
 APP_ROLE = "draftwire_app"
 Conn = psycopg.AsyncConnection[dict[str, Any]]
+_tracer = trace.get_tracer("draftwire.db")
 
 
 class Database:
@@ -62,20 +64,42 @@ class Database:
         ``db_query_duration_seconds{operation}``. Statements are pipelined: BEGIN, the user
         setting and the caller's first query leave in one round trip."""
         start = time.perf_counter()
-        async with self.pool.connection() as conn:
-            async with conn.pipeline(), conn.transaction():
-                await conn.execute("SELECT set_config('app.current_user_id', %s, true)", (user_id,))
-                yield conn
+        async with self.pool.connection() as conn, conn.pipeline(), conn.transaction():
+            await conn.execute("SELECT set_config('app.current_user_id', %s, true)", (user_id,))
+            yield conn
         observe(DB_QUERY_DURATION.labels(operation), time.perf_counter() - start)
 
     @asynccontextmanager
     async def tx(self, operation: str) -> AsyncIterator[Conn]:
         """A transaction with no user set: RLS tables show nothing. For events and jobs."""
         start = time.perf_counter()
-        async with self.pool.connection() as conn:
-            async with conn.transaction():
-                yield conn
+        async with self.pool.connection() as conn, conn.transaction():
+            yield conn
         observe(DB_QUERY_DURATION.labels(operation), time.perf_counter() - start)
+
+    async def script(self, operation: str, statements: list[str], params: list[Any]) -> list[list[dict[str, Any]]]:
+        """Run several statements in one round trip and one (implicit) transaction; return every
+        statement's rows. Parameters are bound client-side (quoted by libpq), because the
+        extended protocol takes one statement at a time; a failing statement rolls back all."""
+        start = time.perf_counter()
+        results: list[list[dict[str, Any]]] = []
+        sql = ";\n".join(statements)
+        # A client-binding cursor is not the instrumented one: give it its span by hand (the
+        # statement text holds placeholders only, never the bound values).
+        with _tracer.start_as_current_span(
+            f"postgresql {operation}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"db.system": "postgresql", "db.statement": sql[:4000], "db.operation": operation},
+        ):
+            async with self.pool.connection() as conn:
+                cur = psycopg.AsyncClientCursor(conn, row_factory=dict_row)
+                await cur.execute(sql.encode(), params)
+                while True:
+                    results.append(await cur.fetchall() if cur.description else [])
+                    if not cur.nextset():
+                        break
+        observe(DB_QUERY_DURATION.labels(operation), time.perf_counter() - start)
+        return results
 
     async def ping(self) -> None:
         """``SELECT 1`` through the pool; raises on any failure."""

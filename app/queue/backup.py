@@ -13,7 +13,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -63,8 +63,8 @@ async def run_backup(database_url: str, backup_dir: str, retention_days: int) ->
     """Dump to ``<dir>/draftwire-<UTC>.dump`` (written to a temp name, then renamed) and prune."""
     start = time.monotonic()
     folder = Path(backup_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    now = datetime.now(timezone.utc)
+    folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - one mkdir per night
+    now = datetime.now(UTC)
     target = folder / f"draftwire-{now.strftime(_STAMP)}.dump"
     partial = target.with_suffix(".dump.partial")
     proc = await asyncio.create_subprocess_exec(
@@ -86,7 +86,7 @@ def prune(folder: Path, before: datetime) -> list[Path]:
     removed = []
     for path in folder.iterdir():
         match = _NAME.match(path.name)
-        if match and datetime.strptime(match.group(1), _STAMP).replace(tzinfo=timezone.utc) < before:
+        if match and datetime.strptime(match.group(1), _STAMP).replace(tzinfo=UTC) < before:
             path.unlink(missing_ok=True)
             removed.append(path)
     return removed
@@ -98,7 +98,7 @@ def newest_backup_time(backup_dir: str) -> float | None:
     if not folder.is_dir():
         return None
     stamps = [
-        datetime.strptime(m.group(1), _STAMP).replace(tzinfo=timezone.utc).timestamp()
+        datetime.strptime(m.group(1), _STAMP).replace(tzinfo=UTC).timestamp()
         for m in (_NAME.match(p.name) for p in folder.iterdir())
         if m
     ]

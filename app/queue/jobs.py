@@ -9,7 +9,7 @@ state the handler wrote, used once Redis has forgotten the job.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from saq.job import Job
@@ -125,4 +125,4 @@ def _view(job_id: str, type_: str, job: Job | None, row: dict[str, Any] | None, 
 
 
 def _from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)

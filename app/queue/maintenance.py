@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.config import Settings
@@ -71,7 +71,7 @@ def maintenance_handlers(db: Database, queues: dict[str, DraftwireQueue], settin
 
     async def maintenance(ctx: dict[str, Any]) -> dict[str, int]:
         start = time.monotonic()
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         events = await delete_old_events(db, now - timedelta(days=settings.event_retention_days))
         jobs, trimmed = await delete_old_jobs(db, queues, now - timedelta(days=JOB_RECORD_DAYS))
         log.info(

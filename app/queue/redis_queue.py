@@ -84,7 +84,7 @@ return {}
 def equal_jitter_delay(attempts: int, base: float, cap: float) -> float:
     """Delay before the next attempt after ``attempts`` tries: uniform in [b/2, b]."""
     ceiling = min(cap, base * 2 ** max(attempts - 1, 0))
-    return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not crypto
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
 class DraftwireQueue(RedisQueue):
@@ -233,7 +233,7 @@ class DraftwireQueue(RedisQueue):
             for hook in self.on_failed:
                 try:
                     await hook(job)
-                except Exception as exc:  # noqa: BLE001 - the job is safely in the dead letter already
+                except Exception as exc:
                     log.warning("job_failed_hook_error", job_id=job.key, queue=self.name, error=type(exc).__name__)
         elif status == Status.COMPLETE:
             JOBS_PROCESSED.labels(self.name, "done").inc()

@@ -54,7 +54,7 @@ async def start_build(request: Req, draft_id: FromPath[str]) -> Response[dict[st
                 draft_id=draft_id,
                 **job_defaults(settings.worker_task_timeout, settings.job_max_attempts),
             )
-        except Exception as exc:  # noqa: BLE001 - Redis down: nothing was queued, say so
+        except Exception as exc:
             log.error("build_enqueue_failed", job_id=job_id, queue=BUILD, error=type(exc).__name__)
             with contextlib.suppress(Exception):
                 await jobs.delete(user_id, job_id)

@@ -11,7 +11,7 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from redis.asyncio import Redis
@@ -94,11 +94,11 @@ class EventPublisher:
                     carrier = carriers[i] if carriers else default
                     pipe.publish(ANNOUNCE_PREFIX + event.channel, event.announcement(carrier, now))
                 await pipe.execute()
-        except Exception as exc:  # noqa: BLE001 - subscribers backfill from Postgres on the next seq
+        except Exception as exc:
             log.warning("event_announce_failed", error=type(exc).__name__, count=len(events))
 
 
 def utc_iso_ms(ts: datetime) -> str:
     """``2026-11-23T01:02:03.456Z`` for an aware datetime."""
-    utc = ts.astimezone(timezone.utc)
+    utc = ts.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"

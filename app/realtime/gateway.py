@@ -7,7 +7,7 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -146,7 +146,7 @@ class Gateway:
             return
         try:
             allowed = authorized or await may_follow(self.runtime, session.principal, channel)
-        except Exception as exc:  # noqa: BLE001 - a dependency failed: say so, keep the socket
+        except Exception as exc:
             log.warning("realtime_access_check_failed", error=type(exc).__name__)
             session.send("error", protocol.error(ErrorCode.FORBIDDEN, "Access could not be checked; retry shortly.",
                                                  channel))
@@ -164,7 +164,7 @@ class Gateway:
         await self.hub.acquire(channel)  # announcements are held from here on
         try:
             head, first_page = await self.reader.head_and_page(channel, since)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.warning("realtime_replay_failed", error=type(exc).__name__)
             await self.unsubscribe(session, channel)
             session.send("error", protocol.error(ErrorCode.FORBIDDEN, "Events could not be read; retry shortly.",
@@ -174,7 +174,8 @@ class Gateway:
             return  # unsubscribed meanwhile
         if since > head:
             await self.unsubscribe(session, channel)
-            session.send("error", protocol.error(ErrorCode.BAD_REQUEST, f"sinceSeq is past the channel's head ({head}).",
+            past_head = f"sinceSeq is past the channel's head ({head})."
+            session.send("error", protocol.error(ErrorCode.BAD_REQUEST, past_head,
                                                  channel))
             return
         session.send("subscribed", protocol.control("subscribed", channel=channel, headSeq=head))
@@ -198,7 +199,7 @@ class Gateway:
         REALTIME_CATCHUP_EVENTS.observe(events)
         duration_ms = round(seconds * 1000, 2)
         self.last_catchup = {"jobId": channel, "eventCount": events, "durationMs": duration_ms,
-                             "completedAt": utc_iso_ms(datetime.now(timezone.utc))}
+                             "completedAt": utc_iso_ms(datetime.now(UTC))}
         kind = channel.split(":", 1)[0]
         if seconds > CATCHUP_SLOW_S:
             log.warning("catchup_slow", channel_kind=kind, events=events, latency_ms=duration_ms)
@@ -235,7 +236,7 @@ class Gateway:
         for session in list(self.sessions):
             session.close(Close.GOING_AWAY, "server is restarting")
         deadline = time.monotonic() + DRAIN_GRACE_S
-        while self.sessions and time.monotonic() < deadline:
+        while self.sessions and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded drain poll
             await asyncio.sleep(0.05)
 
     async def stop(self) -> None:

@@ -166,7 +166,7 @@ class RedisHub:
             channel = reply[1][len(ANNOUNCE_PREFIX):].decode()
             try:
                 self._on_message(channel, reply[2])
-            except Exception as exc:  # noqa: BLE001 - one bad announcement must not kill the subscriber
+            except Exception as exc:
                 log.warning("realtime_dispatch_failed", error=type(exc).__name__)
         elif kind == b"subscribe":
             channel = reply[1][len(ANNOUNCE_PREFIX):].decode()

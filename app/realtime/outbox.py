@@ -38,7 +38,7 @@ class LiveEvent:
     publish-to-write latency is observed once (not once per socket) and its delivery span ends.
     """
 
-    __slots__ = ("channel", "data", "pending", "pt", "seq", "span", "ts", "type", "ws_text", "_sse")
+    __slots__ = ("_sse", "channel", "data", "pending", "pt", "seq", "span", "ts", "type", "ws_text")
 
     def __init__(self, channel: str, seq: int, type_: str, data: Any, ts: str, pt: float,
                  carrier: dict[str, str], ws_text: str) -> None:
@@ -100,7 +100,7 @@ class Outbox:
         self._max_bytes = max_bytes
         self._bytes = 0
         self._queue: deque[Item] = deque()
-        self._inflight: LiveEvent | None | bool = False  # False: nothing in flight
+        self._inflight: LiveEvent | bool | None = False  # False: nothing in flight
         self._room = asyncio.Event()
         self._room.set()
         self.closed = False
@@ -141,7 +141,7 @@ class Outbox:
             future: Any = self._send_text(text)
             if not hasattr(future, "add_done_callback"):
                 future = asyncio.ensure_future(future)
-        except Exception:  # noqa: BLE001 - the socket is gone; the handler sees the disconnect
+        except Exception:
             self._sent(None)
             return
         future.add_done_callback(self._sent)
@@ -165,11 +165,11 @@ class Outbox:
                 self._room.set()
             self._issue(text, event)
 
-    async def flush(self, timeout: float) -> None:
+    async def flush(self, timeout: float) -> None:  # noqa: ASYNC109 - a bounded wait is the point
         """Wait (bounded) until everything queued has been written."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while self._queue or self._inflight is not False:
+                while self._queue or self._inflight is not False:  # noqa: ASYNC110 - bounded drain poll
                     await asyncio.sleep(0.005)
 
     async def close(self) -> None:

@@ -78,7 +78,7 @@ def _install_socket_fast_path(app: Litestar, gateway: Gateway) -> None:
         if scope["type"] == "websocket" and scope["path"] == "/ws":
             try:
                 await serve_ws(gateway, scope, receive, send)
-            except Exception as exc:  # noqa: BLE001 - never let one socket take the worker down
+            except Exception as exc:
                 log.error("realtime_socket_failed", error=type(exc).__name__, exc_info=exc)
             return
         await inner(scope, receive, send)

@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import asgi
-from litestar.types import Receive, Scope, Send
 from litestar.params import FromPath
+from litestar.types import Receive, Scope, Send
 
 from app.auth.guards import require_admin
 from app.errors import ApiError

@@ -126,7 +126,7 @@ class Subscription:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - Postgres hiccup: retry, the held events wait
+            except Exception as exc:
                 log.warning("realtime_backfill_failed", error=type(exc).__name__, attempt=failures + 1)
                 first_page = None
                 await asyncio.sleep(RETRY_S[min(failures, len(RETRY_S) - 1)])

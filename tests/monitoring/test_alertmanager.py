@@ -23,7 +23,7 @@ SINK_HOST = "http://alert-sink:9095"
 
 
 def _amtool(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(  # noqa: S603 - argv of a local tool, no shell
+    return subprocess.run(
         [stack.tool("amtool"), *args], capture_output=True, text=True, timeout=30, check=False
     )
 
@@ -185,7 +185,7 @@ def alertmanager(tmp_path: Path, sink: Any) -> Iterator[str]:
     port = stack.free_port()
     url = f"http://127.0.0.1:{port}"
     with (tmp_path / "alertmanager.log").open("w") as log:
-        process = subprocess.Popen(  # noqa: S603 - argv of a local tool, no shell
+        process = subprocess.Popen(
             [
                 stack.tool("prometheus-alertmanager"),
                 f"--config.file={config}",

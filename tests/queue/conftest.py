@@ -93,7 +93,7 @@ async def job_status(queue: DraftwireQueue, key: str) -> str | None:
 
 def run_cli(redis_url: str, base_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **base_env, "REDIS_URL": redis_url}
-    return subprocess.run([DRAFTWIRE, *args], env=env, capture_output=True, text=True, timeout=60, check=False)  # noqa: S603
+    return subprocess.run([DRAFTWIRE, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
 
 
 def logged(proc: ServiceProcess, msg: str, **match: Any) -> list[dict[str, Any]]:

@@ -94,8 +94,8 @@ async def test_backup_restores_into_an_empty_database(
     await owner_conn.execute(f'CREATE DATABASE "{database}"')
     try:
         target = migrated.rsplit("/", 1)[0] + f"/{database}"
-        restored = subprocess.run(  # noqa: S603
-            ["pg_restore", "--exit-on-error", f"--dbname={target}", str(dump)],  # noqa: S607
+        restored = subprocess.run(
+            ["pg_restore", "--exit-on-error", f"--dbname={target}", str(dump)],
             capture_output=True, text=True, timeout=120, check=False,
         )
         assert restored.returncode == 0, restored.stderr

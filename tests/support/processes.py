@@ -40,7 +40,7 @@ class ServiceProcess:
         env = {**os.environ, **self.env}
         env["PORT" if self.kind == "api" else "WORKER_METRICS_PORT"] = str(self.port)
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603
+        self.proc = subprocess.Popen(
             [DRAFTWIRE, self.kind], env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.wait_healthy(timeout)
