@@ -8,8 +8,8 @@ API or worker processes must agree on is in Redis or Postgres.
 from __future__ import annotations
 
 import asyncio
-import gc
 import contextlib
+import gc
 from dataclasses import dataclass, field
 
 import psycopg

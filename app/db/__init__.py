@@ -14,8 +14,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 from opentelemetry import trace
+from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from observability.metrics import DB_QUERY_DURATION, observe
