@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import time
 from dataclasses import dataclass, field
 
 import psycopg
@@ -24,7 +25,7 @@ from app.queue.names import QUEUES
 from app.queue.redis_queue import DraftwireQueue
 from app.ratelimit import RateLimiter
 from app.realtime.events import EventPublisher
-from observability.metrics import DATABASE_UP, QUEUE_DEPTH, READYZ_UP, REDIS_UP
+from observability.metrics import DATABASE_UP, DB_QUERY_DURATION, QUEUE_DEPTH, READYZ_UP, REDIS_UP, observe
 
 PROBE_TIMEOUT_S = 0.8
 """Each dependency check gives up after this, so /readyz answers within 1 s."""
@@ -130,7 +131,8 @@ class Runtime:
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 rows = await self._direct(
-                    "SELECT version FROM schema_migrations WHERE to_regclass('public.schema_migrations') IS NOT NULL"
+                    "SELECT version FROM schema_migrations WHERE to_regclass('public.schema_migrations') IS NOT NULL",
+                    "migrations.check",
                 )
         except psycopg.errors.UndefinedTable:
             return "migrations pending"
@@ -142,10 +144,13 @@ class Runtime:
         self._migrations_ok = True
         return None
 
-    async def _direct(self, sql: str) -> list[tuple[object, ...]]:
+    async def _direct(self, sql: str, operation: str = "ping") -> list[tuple[object, ...]]:
+        start = time.perf_counter()
         async with await psycopg.AsyncConnection.connect(self.settings.database_url, connect_timeout=1) as conn:
             cur = await conn.execute(sql)
-            return await cur.fetchall()
+            rows = await cur.fetchall()
+        observe(DB_QUERY_DURATION.labels(operation), time.perf_counter() - start)
+        return rows
 
     async def _probe_loop(self, every: float = 5.0) -> None:
         """Keep redis_up / database_up / queue_depth fresh for Prometheus even with no traffic."""

@@ -165,31 +165,27 @@ class FlushBatcher:
 
     async def _write_batch(self, requests: list[_Request]) -> None:
         ids = list(dict.fromkeys(r.draft_id for r in requests))
-        leased = await self._lease(ids)
-        # Fill the round trip with other drafts already due (their pending jobs are completed
-        # with them). Ask for more than room: concurrent batches lease some of the same ones.
-        room = self.batch_size - len(leased)
-        if room > 0:
-            due_before = int((time.time() - self.flush_delay) * 1000)
-            extra = [d for d in await self.store.due(due_before, room * 4) if d not in ids]
-            got = await self._lease(extra)
-            await self.store.release(got[room:], self._token)
-            leased += got[:room]
+        # Lease the requested drafts and fill the batch with other drafts already due (their
+        # pending jobs are completed with them), snapshots included: one round trip.
+        claimed = await self.store.claim(
+            ids,
+            token=self._token,
+            lease_ms=LEASE_MS,
+            due_before_ms=int((time.time() - self.flush_delay) * 1000),
+            capacity=self.batch_size,
+        )
         try:
-            waiting = [r for r in requests if r.draft_id not in leased]
+            waiting = [d for d in ids if d not in claimed]
             if waiting:  # another worker is writing those drafts: wait for it, then write what is left
-                await self._await_leases([r.draft_id for r in waiting])
-                leased += await self._lease([r.draft_id for r in waiting])
-            await self._write(leased, requests[0].carrier)
+                await self._await_leases(waiting)
+                claimed.update(
+                    await self.store.claim(
+                        waiting, token=self._token, lease_ms=LEASE_MS, due_before_ms=0, capacity=len(waiting)
+                    )
+                )
+            await self._write([s for s in claimed.values() if s is not None], requests[0].carrier)
         finally:
-            await self.store.release(leased, self._token)
-
-    async def _lease(self, ids: list[str]) -> list[str]:
-        """Take the flush lease of each draft that no other worker holds (one round trip)."""
-        if not ids:
-            return []
-        taken = await self.store.lease_many(ids, self._token, LEASE_MS)
-        return [draft_id for draft_id, ok in zip(ids, taken, strict=True) if ok]
+            await self.store.release(list(claimed), self._token)
 
     async def _await_leases(self, ids: list[str], timeout: float = 20.0) -> None:  # noqa: ASYNC109 - a bounded wait is the point
         deadline = time.monotonic() + timeout
@@ -200,8 +196,8 @@ class FlushBatcher:
             await asyncio.sleep(0.02)
         raise TimeoutError("another worker kept the flush lease too long")
 
-    async def _write(self, ids: list[str], carrier: dict[str, str]) -> int:
-        snaps = [s for s in await self.store.get_many(ids) if s is not None and not s.persisted]
+    async def _write(self, claimed: list[Snapshot], carrier: dict[str, str]) -> int:
+        snaps = [s for s in claimed if not s.persisted]
         if not snaps:
             return 0
         by_owner: dict[str, list[Snapshot]] = {}

@@ -103,6 +103,34 @@ redis.call('ZADD', KEYS[7], ARGV[4], KEYS[6])
 return 2
 """
 
+# Claim drafts for one batch, in one round trip: lease the requested drafts, then fill the
+# batch with other drafts already due, and return each leased draft's hash. Key names are built
+# here from fixed prefixes (single Redis, not a cluster).
+_CLAIM = """
+local out = {}
+local requested = {}
+local function take(id)
+    if redis.call('SET', 'dw:autosave:flushing:' .. id, ARGV[1], 'NX', 'PX', ARGV[2]) then
+        table.insert(out, id)
+        table.insert(out, redis.call('HGETALL', 'dw:draft:' .. id))
+        return true
+    end
+    return false
+end
+for i = 6, #ARGV do
+    requested[ARGV[i]] = true
+    take(ARGV[i])
+end
+local room = tonumber(ARGV[4]) - #out / 2
+if room > 0 then
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, ARGV[5])) do
+        if room <= 0 then break end
+        if not requested[id] and take(id) then room = room - 1 end
+    end
+end
+return out
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -173,6 +201,7 @@ class DraftStore:
         self._save = redis.register_script(_SAVE)
         self._mark = redis.register_script(_MARK_PERSISTED)
         self._release = redis.register_script(_RELEASE)
+        self._claim = redis.register_script(_CLAIM)
 
     async def save(
         self,
@@ -273,12 +302,21 @@ class DraftStore:
     async def pending(self) -> int:
         return int(await self.redis.zcard(DIRTY))
 
-    async def lease_many(self, draft_ids: list[str], token: str, ttl_ms: int) -> list[bool]:
-        """Take each draft's flush lease unless another worker holds it."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for draft_id in draft_ids:
-                pipe.set(FLUSHING_PREFIX + draft_id, token, nx=True, px=ttl_ms)
-            return [bool(r) for r in await pipe.execute()]
+    async def claim(
+        self, requested: list[str], *, token: str, lease_ms: int, due_before_ms: int, capacity: int
+    ) -> dict[str, Snapshot | None]:
+        """Lease ``requested`` drafts (those no other worker holds) and up to ``capacity`` in all
+        with other due drafts; return each leased draft's snapshot (None if it vanished)."""
+        raw = await self._claim(
+            keys=[DIRTY],
+            args=[token, lease_ms, due_before_ms, capacity, capacity * 4, *requested],
+        )
+        claimed: dict[str, Snapshot | None] = {}
+        for i in range(0, len(raw), 2):
+            draft_id = raw[i].decode()
+            fields = raw[i + 1]
+            claimed[draft_id] = Snapshot.from_hash(draft_id, dict(zip(fields[::2], fields[1::2], strict=True)))
+        return claimed
 
     async def release(self, draft_ids: list[str], token: str) -> None:
         if not draft_ids:
