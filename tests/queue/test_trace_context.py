@@ -44,7 +44,7 @@ async def test_first_attempt_is_a_child_and_a_retry_is_linked(
     settings = config.load()
     runtime = Runtime.create(settings)
     await runtime.start()
-    workers, (batcher, _follow_up) = build_workers(runtime, settings)
+    workers, _services = build_workers(runtime, settings)
     build = next(w for w in workers if w.queue.name == BUILD)
     running = asyncio.create_task(build.start())
     try:
