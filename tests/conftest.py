@@ -13,6 +13,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 
 from app.auth import issue
@@ -154,3 +156,13 @@ def scratch(workdir: Path) -> Path:
     path = workdir / f"scratch-{uuid.uuid4().hex[:8]}"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    """Every span this process finishes from now on, kept in memory (the SDK's own exporter)."""
+    from observability import tracing
+
+    exporter = InMemorySpanExporter()
+    tracing.configure("draftwire-test", SimpleSpanProcessor(exporter))
+    return exporter

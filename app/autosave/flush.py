@@ -240,11 +240,11 @@ class FlushBatcher:
             observe(AUTOSAVE_FLUSH_BATCH_SIZE, len(snaps))
             AUTOSAVE_DB_WRITES.inc(len(events))
             AUTOSAVE_SAVES_COALESCED.inc(sum(max(0, s.version - s.persisted_version - 1) for s in snaps))
-            marks = await self.store.mark_persisted(snaps, self.jobs)
+            marks = await self.store.mark_persisted(
+                snaps, self.jobs, announcements=self.events.announcements(events), flushed_at=_now_iso()
+            )
             # Pending flush jobs of drafts this batch already wrote were completed in Redis.
             JOBS_PROCESSED.labels(AUTOSAVE, "done").inc(marks.count(2))
-            await self.events.announce(events)
-            await _quietly(self.store.record_flush(at_iso=_now_iso(), ok=True))
             log.info(
                 "autosave_flushed",
                 queue="draft-autosave",
@@ -307,12 +307,12 @@ class FlushFollowUp:
         due = await self.store.due(int((time.time() - self.flush_delay - grace) * 1000), limit)
         revived = 0
         db_up: bool | None = None
-        for draft_id, snap in zip(due, await self.store.get_many(due), strict=True):
-            if snap is None:
-                continue
-            job = await self.queue.job(job_key(snap.owner, draft_id))
+        found = [(d, snap.owner) for d, snap in zip(due, await self.store.get_many(due), strict=True) if snap]
+        # One MGET for all their jobs: after an outage the backlog is large and mostly healthy.
+        jobs = await self.queue.jobs(job_key(owner, d) for d, owner in found) if found else []
+        for (draft_id, owner), job in zip(found, jobs, strict=True):
             if job is None or job.status in (Status.COMPLETE, Status.ABORTED):
-                revived += await enqueue_flush(self.queue, self.defaults, snap.owner, draft_id, time.time())
+                revived += await enqueue_flush(self.queue, self.defaults, owner, draft_id, time.time())
             elif job.status == Status.FAILED:
                 if db_up is None:
                     db_up = await _answers(self.db)

@@ -14,7 +14,7 @@ Every change is one Lua script, so a save and its version number are atomic acro
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -267,9 +267,17 @@ class DraftStore:
         ids = await self.redis.zrevrange(USER_DIRTY_PREFIX + owner, 0, limit - 1)
         return [i.decode() for i in ids]
 
-    async def mark_persisted(self, written: list[Snapshot], jobs: FlushJobKeys) -> list[int]:
+    async def mark_persisted(
+        self,
+        written: list[Snapshot],
+        jobs: FlushJobKeys,
+        *,
+        announcements: Sequence[tuple[str, str]] = (),
+        flushed_at: str | None = None,
+    ) -> list[int]:
         """After a commit: record each written version. Per draft: 0 if a newer save is waiting,
-        1 if clean, 2 if clean and its pending flush job was completed here (see the script)."""
+        1 if clean, 2 if clean and its pending flush job was completed here (see the script).
+        The events' announcements and the last-flush stamp ride in the same round trip."""
         now = time.time()
         async with self.redis.pipeline(transaction=False) as pipe:
             for snap in written:
@@ -286,8 +294,12 @@ class DraftStore:
                     args=[snap.version, snap.draft_id, PERSISTED_CACHE_TTL_S, now, int(now * 1000), jobs.ttl],
                     client=pipe,
                 )
+            for channel, message in announcements:
+                pipe.publish(channel, message)
+            if flushed_at:
+                pipe.hset(LAST_FLUSH, mapping={"at": flushed_at, "ok": "1"})
             results = await pipe.execute()
-        return [int(r) for r in results]
+        return [int(r) for r in results[: len(written)]]
 
     async def due(self, older_than_ms: int, limit: int) -> list[str]:
         """Dirty drafts whose oldest unwritten save is older than ``older_than_ms``."""

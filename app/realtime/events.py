@@ -82,17 +82,24 @@ class EventPublisher:
             await self.announce([event])
         return event
 
+    @staticmethod
+    def announcements(events: list[Event], carriers: list[dict[str, str]] | None = None) -> list[tuple[str, str]]:
+        """(Redis channel, message) per event, for a caller that publishes them in its own pipeline."""
+        now = time.time()
+        default = tracing.inject()
+        return [
+            (ANNOUNCE_PREFIX + event.channel, event.announcement(carriers[i] if carriers else default, now))
+            for i, event in enumerate(events)
+        ]
+
     async def announce(self, events: list[Event], carriers: list[dict[str, str]] | None = None) -> None:
         """Tell every API process; failures are logged, never raised (Postgres already has it)."""
         if not events:
             return
-        now = time.time()
-        default = tracing.inject()
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
-                for i, event in enumerate(events):
-                    carrier = carriers[i] if carriers else default
-                    pipe.publish(ANNOUNCE_PREFIX + event.channel, event.announcement(carrier, now))
+                for channel, message in self.announcements(events, carriers):
+                    pipe.publish(channel, message)
                 await pipe.execute()
         except Exception as exc:
             log.warning("event_announce_failed", error=type(exc).__name__, count=len(events))

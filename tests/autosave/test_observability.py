@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
@@ -72,15 +71,6 @@ async def test_metrics_expose_contract_names_and_exemplars(
                  "autosave_saves_coalesced_total", "jobs_processed_total", "job_duration_seconds_bucket",
                  "job_wait_seconds_bucket", "db_query_duration_seconds_bucket", "queue_depth"):
         assert name in worker_text, name
-
-
-@pytest.fixture
-def spans() -> InMemorySpanExporter:
-    from observability import tracing
-
-    exporter = InMemorySpanExporter()
-    tracing.configure("draftwire-test", SimpleSpanProcessor(exporter))
-    return exporter
 
 
 async def test_one_trace_from_request_to_postgres_write(

@@ -8,19 +8,9 @@ from collections.abc import Callable
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from tests.autosave.conftest import eventually
-
-
-@pytest.fixture
-def spans() -> InMemorySpanExporter:
-    from observability import tracing
-
-    exporter = InMemorySpanExporter()
-    tracing.configure("draftwire-test", SimpleSpanProcessor(exporter))
-    return exporter
 
 
 async def test_first_attempt_is_a_child_and_a_retry_is_linked(
