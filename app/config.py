@@ -209,9 +209,4 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-def variables() -> list[str]:
-    """The environment variables this module reads (for docs and ``--help``)."""
-    return list(_PARSERS)
-
-
 assert {name for name, _ in _PARSERS.values()} <= {f.name for f in fields(Settings)}

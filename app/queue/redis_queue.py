@@ -271,10 +271,6 @@ class DraftwireQueue(RedisQueue):
         """Delete every failed job of this queue (and nothing else); return how many."""
         return int(await self._purge_failed(keys=[self.failed_key]))
 
-    async def failed_jobs(self, limit: int = 100) -> list[Job]:
-        ids = await self.redis.zrevrange(self.failed_key, 0, limit - 1)
-        return [j for j in (self.deserialize(b) for b in (await self.redis.mget(ids) if ids else [])) if j]
-
     async def depth(self) -> dict[str, int]:
         """waiting / active / delayed / completed / failed, in one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
