@@ -72,35 +72,56 @@ return {1, version, enqueued}
 """
 )
 
-# After a commit: record the written version. When nothing newer is waiting, the draft is clean
-# and a flush job still pending for it (scheduled or queued, not running) has nothing left to do:
-# complete it here, atomically, so a batch that wrote 25 drafts does not leave 24 jobs to run as
-# no-ops. Returns 0 (newer save waiting), 1 (clean) or 2 (clean, pending job completed).
+# After a commit, for every written draft in one call: record the written version. When nothing
+# newer is waiting the draft is clean, and a flush job still pending for it (scheduled or queued,
+# not running) has nothing left to do: complete it here, so a batch that wrote 25 drafts does not
+# leave 24 jobs to run as no-ops. Then publish the batch's announcements and stamp the last flush.
+# Per draft: 0 (newer save waiting), 1 (clean) or 2 (clean, pending job completed).
+# KEYS: dirty, incomplete, queued, completed index, last-flush hash.
+# ARGV: now (s), now (ms), draft cache ttl, job ttl, flushed-at, n drafts, n announcements,
+#       then n x (draft id, owner, version, job id), then m x (channel, message).
 _MARK_PERSISTED = """
-local v = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
-local pv = tonumber(redis.call('HGET', KEYS[1], 'persisted_version') or '0')
-local w = tonumber(ARGV[1])
-if w > pv then redis.call('HSET', KEYS[1], 'persisted_version', w) end
-if v > w then return 0 end
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZREM', KEYS[3], ARGV[2])
-if v > 0 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-local score = redis.call('ZSCORE', KEYS[4], KEYS[6])
-if not score then return 1 end
-local waiting = redis.call('LREM', KEYS[5], 1, KEYS[6])
-if waiting == 0 and tonumber(score) == 0 then return 1 end
-redis.call('ZREM', KEYS[4], KEYS[6])
-local raw = redis.call('GET', KEYS[6])
-if raw then
-    local job = cjson.decode(raw)
-    job['status'] = 'complete'
-    job['completed'] = tonumber(ARGV[5])
-    job['progress'] = 1.0
-    job['result'] = {coalesced = true}
-    redis.call('SETEX', KEYS[6], ARGV[6], cjson.encode(job))
+local n, m = tonumber(ARGV[6]), tonumber(ARGV[7])
+local codes = {}
+for i = 0, n - 1 do
+    local id, owner, w, job_id = ARGV[8 + 4*i], ARGV[9 + 4*i], tonumber(ARGV[10 + 4*i]), ARGV[11 + 4*i]
+    local h = 'dw:draft:' .. id
+    local v = tonumber(redis.call('HGET', h, 'version') or '0')
+    local pv = tonumber(redis.call('HGET', h, 'persisted_version') or '0')
+    if w > pv then redis.call('HSET', h, 'persisted_version', w) end
+    local code = 0
+    if v <= w then
+        code = 1
+        redis.call('ZREM', KEYS[1], id)
+        redis.call('ZREM', 'dw:autosave:dirty:' .. owner, id)
+        if v > 0 then redis.call('EXPIRE', h, ARGV[3]) end
+        local score = redis.call('ZSCORE', KEYS[2], job_id)
+        if score then
+            local waiting = redis.call('LREM', KEYS[3], 1, job_id)
+            if waiting > 0 or tonumber(score) > 0 then
+                redis.call('ZREM', KEYS[2], job_id)
+                local raw = redis.call('GET', job_id)
+                if raw then
+                    local job = cjson.decode(raw)
+                    job['status'] = 'complete'
+                    job['completed'] = tonumber(ARGV[2])
+                    job['progress'] = 1.0
+                    job['result'] = {coalesced = true}
+                    redis.call('SETEX', job_id, ARGV[4], cjson.encode(job))
+                end
+                redis.call('ZADD', KEYS[4], ARGV[1], job_id)
+                code = 2
+            end
+        end
+    end
+    codes[i + 1] = code
 end
-redis.call('ZADD', KEYS[7], ARGV[4], KEYS[6])
-return 2
+local base = 8 + 4 * n
+for j = 0, m - 1 do
+    redis.call('PUBLISH', ARGV[base + 2*j], ARGV[base + 2*j + 1])
+end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[5], 'at', ARGV[5], 'ok', '1') end
+return codes
 """
 
 # Claim drafts for one batch, in one round trip: lease the requested drafts, then fill the
@@ -132,7 +153,10 @@ return out
 """
 
 _RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+for i = 2, #ARGV do
+    local key = 'dw:autosave:flushing:' .. ARGV[i]
+    if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
+end
 return 0
 """
 
@@ -275,31 +299,20 @@ class DraftStore:
         announcements: Sequence[tuple[str, str]] = (),
         flushed_at: str | None = None,
     ) -> list[int]:
-        """After a commit: record each written version. Per draft: 0 if a newer save is waiting,
-        1 if clean, 2 if clean and its pending flush job was completed here (see the script).
-        The events' announcements and the last-flush stamp ride in the same round trip."""
+        """After a commit, in one script call: record each written version (0 if a newer save is
+        waiting, 1 if clean, 2 if clean and its pending flush job was completed here), publish the
+        events' announcements and stamp the last flush."""
         now = time.time()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for snap in written:
-                await self._mark(
-                    keys=[
-                        DRAFT_PREFIX + snap.draft_id,
-                        DIRTY,
-                        USER_DIRTY_PREFIX + snap.owner,
-                        jobs.incomplete_key,
-                        jobs.queued_key,
-                        jobs.job_id(snap.owner, snap.draft_id),
-                        jobs.completed_key,
-                    ],
-                    args=[snap.version, snap.draft_id, PERSISTED_CACHE_TTL_S, now, int(now * 1000), jobs.ttl],
-                    client=pipe,
-                )
-            for channel, message in announcements:
-                pipe.publish(channel, message)
-            if flushed_at:
-                pipe.hset(LAST_FLUSH, mapping={"at": flushed_at, "ok": "1"})
-            results = await pipe.execute()
-        return [int(r) for r in results[: len(written)]]
+        args: list[Any] = [now, int(now * 1000), PERSISTED_CACHE_TTL_S, jobs.ttl, flushed_at or "",
+                           len(written), len(announcements)]
+        for snap in written:
+            args += [snap.draft_id, snap.owner, snap.version, jobs.job_id(snap.owner, snap.draft_id)]
+        for channel, message in announcements:
+            args += [channel, message]
+        codes = await self._mark(
+            keys=[DIRTY, jobs.incomplete_key, jobs.queued_key, jobs.completed_key, LAST_FLUSH], args=args
+        )
+        return [int(c) for c in codes]
 
     async def due(self, older_than_ms: int, limit: int) -> list[str]:
         """Dirty drafts whose oldest unwritten save is older than ``older_than_ms``."""
@@ -331,12 +344,9 @@ class DraftStore:
         return claimed
 
     async def release(self, draft_ids: list[str], token: str) -> None:
-        if not draft_ids:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for draft_id in draft_ids:
-                await self._release(keys=[FLUSHING_PREFIX + draft_id], args=[token], client=pipe)
-            await pipe.execute()
+        """Give back this worker's leases (one script call)."""
+        if draft_ids:
+            await self._release(keys=[], args=[token, *draft_ids])
 
     async def record_flush(self, *, at_iso: str, ok: bool) -> None:
         await self.redis.hset(LAST_FLUSH, mapping={"at": at_iso, "ok": "1" if ok else "0"})
