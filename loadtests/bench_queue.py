@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -36,10 +35,10 @@ from app.autosave.store import DraftStore
 from app.config import Settings
 from app.db import Database
 from app.db.migrate import migrate
-from app.devstack import PostgresServer, RedisServer, free_port, wait_for_port
+from app.devstack import free_port, wait_for_port
 from app.queue.redis_queue import DraftwireQueue
 from app.queue.worker import job_defaults
-from loadtests.stack import SECRET, cpu_seconds, percentile
+from loadtests.stack import SECRET, cpu_seconds, dependencies, percentile
 from observability import logging as obs_logging
 
 BUILD = "draft-build"
@@ -131,29 +130,21 @@ async def autosave_flush(redis: Redis, env: dict[str, str], root: Path, drafts: 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     obs_logging.configure("WARNING")  # the driver's own saves would log a line each
-    with tempfile.TemporaryDirectory(prefix="draftwire-bench-queue-") as tmp:
-        root = Path(tmp)
-        os.chmod(root, 0o755)
-        pg = PostgresServer(root / "pg").start()
-        rs = RedisServer(root / "redis").start()
-        try:
-            await migrate(pg.url, progress=None)
-            env = {**os.environ, "DATABASE_URL": pg.url, "REDIS_URL": rs.url, "JWT_SECRET": SECRET,
-                   "DRAFTWIRE_ENV": "test", "LOG_LEVEL": "INFO", "DRAFTWIRE_TEST_JOBS": "1",
-                   "WORKER_CONCURRENCY": "10", "AUTOSAVE_FLUSH_DELAY": "1s"}
-            redis = Redis.from_url(rs.url)
-            queue = DraftwireQueue(redis, name=BUILD)
-            await queue.connect()
-            result = await throughput(queue, env, root, args.jobs)
-            worker = result.pop("worker")
-            idle = await idle_latency(queue, args.idle)
-            stop(worker)
-            flush = await autosave_flush(redis, env, root, args.drafts)
-            await redis.aclose()
-            return {"noop_throughput": result, "idle_enqueue_to_start": idle, "autosave_flush": flush}
-        finally:
-            rs.stop()
-            pg.stop("immediate")
+    with dependencies("draftwire-bench-queue-") as (root, pg, rs):
+        await migrate(pg.url, progress=None)
+        env = {**os.environ, "DATABASE_URL": pg.url, "REDIS_URL": rs.url, "JWT_SECRET": SECRET,
+               "DRAFTWIRE_ENV": "test", "LOG_LEVEL": "INFO", "DRAFTWIRE_TEST_JOBS": "1",
+               "WORKER_CONCURRENCY": "10", "AUTOSAVE_FLUSH_DELAY": "1s"}
+        redis = Redis.from_url(rs.url)
+        queue = DraftwireQueue(redis, name=BUILD)
+        await queue.connect()
+        result = await throughput(queue, env, root, args.jobs)
+        worker = result.pop("worker")
+        idle = await idle_latency(queue, args.idle)
+        stop(worker)
+        flush = await autosave_flush(redis, env, root, args.drafts)
+        await redis.aclose()
+        return {"noop_throughput": result, "idle_enqueue_to_start": idle, "autosave_flush": flush}
 
 
 if __name__ == "__main__":

@@ -43,13 +43,25 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(**env: str) -> Iterator[Stack]:
-    """Start Postgres, Redis, migrations, one API and one worker with ``env`` overrides."""
-    with tempfile.TemporaryDirectory(prefix="draftwire-bench-") as tmp:
+def dependencies(prefix: str = "draftwire-bench-") -> Iterator[tuple[Path, PostgresServer, RedisServer]]:
+    """A temporary directory (readable by the postgres OS user) with Postgres and Redis in it,
+    stopped and removed on exit."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         root = Path(tmp)
         os.chmod(root, 0o755)
         pg = PostgresServer(root / "pg").start()
         redis = RedisServer(root / "redis").start()
+        try:
+            yield root, pg, redis
+        finally:
+            redis.stop()
+            pg.stop("immediate")
+
+
+@contextlib.contextmanager
+def stack(**env: str) -> Iterator[Stack]:
+    """Start Postgres, Redis, migrations, one API and one worker with ``env`` overrides."""
+    with dependencies() as (root, pg, redis):
         try:
             api_port, worker_port = free_port(), free_port()
             full = {
@@ -78,8 +90,6 @@ def stack(**env: str) -> Iterator[Stack]:
                 proc.terminate()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(35)
-            redis.stop()
-            pg.stop("immediate")
 
 
 def cpu_seconds(pid: int) -> float:
