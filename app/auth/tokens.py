@@ -9,6 +9,12 @@ import jwt
 
 ALGORITHM = "HS256"
 MAX_USER_ID_CHARS = 128
+LEEWAY_S = 5
+VERIFIED_CACHE_MAX = 10_000
+"""Tokens remembered after a successful verification (every request carries one; PyJWT costs
+tens of microseconds a decode). Only successes are kept, each until its own expiry."""
+
+_verified: dict[tuple[str, str], tuple[Principal, float]] = {}
 
 
 class TokenError(Exception):
@@ -36,13 +42,24 @@ def issue(secret: str, user_id: str, *, admin: bool = False, ttl_seconds: float 
 
 def verify(secret: str, token: str) -> Principal:
     """The principal of a valid token; :class:`TokenError` for anything else."""
+    key = (secret, token)
+    known = _verified.get(key)
+    if known is not None:
+        if time.time() < known[1]:
+            return known[0]
+        del _verified[key]
     try:
         claims = jwt.decode(
-            token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]}, leeway=5
+            token, secret, algorithms=[ALGORITHM], options={"require": ["sub", "exp"]}, leeway=LEEWAY_S
         )
     except jwt.PyJWTError as exc:
         raise TokenError(type(exc).__name__) from None
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > MAX_USER_ID_CHARS:
         raise TokenError("bad subject")
-    return Principal(user_id=sub, admin=claims.get("role") == "admin")
+    principal = Principal(user_id=sub, admin=claims.get("role") == "admin")
+    if len(_verified) >= VERIFIED_CACHE_MAX:
+        _verified.clear()
+    # PyJWT refuses a token once exp <= now - leeway; the cache keeps exactly that rule.
+    _verified[key] = (principal, float(claims["exp"]) + LEEWAY_S)
+    return principal

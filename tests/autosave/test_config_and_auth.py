@@ -82,6 +82,28 @@ def test_forged_expired_and_none_alg_tokens_are_refused() -> None:
         verify(secret, unsigned)
 
 
+def test_a_remembered_token_still_expires_on_time() -> None:
+    """Verified tokens are remembered, but only until their own expiry (plus PyJWT's leeway):
+    a token that was valid a moment ago is refused once that passes, and a token signed with
+    another key is refused even right after the same token text was accepted under the right one."""
+    from app.auth.tokens import LEEWAY_S
+
+    secret = "s" * 32
+    token = issue(secret, "alice", ttl_seconds=-(LEEWAY_S - 1))  # exp 4 s ago: valid for ~1 s more
+    assert verify(secret, token).user_id == "alice"
+    with pytest.raises(TokenError):
+        verify("t" * 32, token)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            verify(secret, token)
+        except TokenError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("a remembered token outlived its expiry")
+
+
 def test_token_command_prints_a_valid_token() -> None:
     """`draftwire token --user ID --admin` prints a token the API accepts."""
     env = {"JWT_SECRET": "k" * 32, "PATH": "/usr/bin:/bin"}
