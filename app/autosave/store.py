@@ -296,7 +296,7 @@ class DraftStore:
         written: list[Snapshot],
         jobs: FlushJobKeys,
         *,
-        announcements: Sequence[tuple[str, str]] = (),
+        announcements: Sequence[tuple[str, str | bytes]] = (),
         flushed_at: str | None = None,
     ) -> list[int]:
         """After a commit, in one script call: record each written version (0 if a newer save is

@@ -77,6 +77,15 @@ class Database:
             yield conn
         observe(DB_QUERY_DURATION.labels(operation), time.perf_counter() - start)
 
+    @asynccontextmanager
+    async def autocommit(self, operation: str) -> AsyncIterator[Conn]:
+        """A pooled connection with no transaction around it: each statement commits on its own.
+        For a write that is one statement (a function call), one round trip instead of three."""
+        start = time.perf_counter()
+        async with self.pool.connection() as conn:
+            yield conn
+        observe(DB_QUERY_DURATION.labels(operation), time.perf_counter() - start)
+
     async def script(self, operation: str, statements: list[str], params: list[Any]) -> list[list[dict[str, Any]]]:
         """Run several statements in one round trip and one (implicit) transaction; return every
         statement's rows. Parameters are bound client-side (quoted by libpq), because the

@@ -7,13 +7,13 @@ notice the jump in seq and backfill from Postgres.
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from redis.asyncio import Redis
 
 from app.db import Conn, Database
@@ -22,6 +22,7 @@ from observability.logging import get_logger
 
 log = get_logger(__name__)
 
+_encode = msgspec.json.Encoder().encode
 ANNOUNCE_PREFIX = "dw:events:"
 CHANNEL_RE = re.compile(r"^(job|draft):[A-Za-z0-9_.:@-]{1,200}$")
 EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
@@ -40,8 +41,8 @@ class Event:
     ts: str
     """Publish time, ISO-8601 UTC with ms."""
 
-    def announcement(self, carrier: dict[str, str], published_at: float) -> str:
-        return json.dumps(
+    def announcement(self, carrier: dict[str, str], published_at: float) -> bytes:
+        return _encode(
             {
                 "channel": self.channel,
                 "seq": self.seq,
@@ -50,8 +51,7 @@ class Event:
                 "ts": self.ts,
                 "pt": published_at,
                 "trace": carrier,
-            },
-            separators=(",", ":"),
+            }
         )
 
 
@@ -66,24 +66,24 @@ class EventPublisher:
         """Insert inside the caller's transaction; call :meth:`announce` after it commits."""
         cur = await conn.execute(
             "SELECT seq, created_at FROM publish_event(%s, %s, %s::jsonb)",
-            (channel, type_, json.dumps(data)),
+            (channel, type_, _encode(data).decode()),
         )
         row = await cur.fetchone()
         assert row is not None
         return Event(channel, int(row["seq"]), type_, data, utc_iso_ms(row["created_at"]))
 
     async def publish(self, channel: str, type_: str, data: dict[str, Any]) -> Event:
-        """Append in a transaction of its own, then announce."""
+        """Append (``publish_event`` is one statement, so its own transaction), then announce."""
         with tracing.tracer("draftwire.events").start_as_current_span(
             "event publish", attributes={"draftwire.channel.kind": channel.split(":", 1)[0]}
         ):
-            async with self.db.tx("events.publish") as conn:
+            async with self.db.autocommit("events.publish") as conn:
                 event = await self.append(conn, channel, type_, data)
             await self.announce([event])
         return event
 
     @staticmethod
-    def announcements(events: list[Event], carriers: list[dict[str, str]] | None = None) -> list[tuple[str, str]]:
+    def announcements(events: list[Event], carriers: list[dict[str, str]] | None = None) -> list[tuple[str, bytes]]:
         """(Redis channel, message) per event, for a caller that publishes them in its own pipeline."""
         now = time.time()
         default = tracing.inject()
@@ -97,8 +97,12 @@ class EventPublisher:
         if not events:
             return
         try:
+            messages = self.announcements(events, carriers)
+            if len(messages) == 1:
+                await self.redis.publish(*messages[0])
+                return
             async with self.redis.pipeline(transaction=False) as pipe:
-                for channel, message in self.announcements(events, carriers):
+                for channel, message in messages:
                     pipe.publish(channel, message)
                 await pipe.execute()
         except Exception as exc:
