@@ -5,6 +5,9 @@ queued, whatever Granian's runtime mode, because the next send is issued only wh
 one has completed.
 The bound is what keeps memory flat: a consumer that cannot keep up overflows the queue and is
 closed (it resumes with ``sinceSeq``) instead of being buffered without limit.
+Live events that queued up behind a send in flight leave together, as one ``events`` frame
+(one SSE write), when they are next in line: a socket write costs the same for one event as for
+fifty, so a socket that falls behind catches up instead of falling further behind.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from app.realtime import protocol
 from observability import tracing
 from observability.metrics import REALTIME_BROADCAST_LATENCY
 
@@ -25,6 +29,8 @@ OUTBOX_LIMIT = 1024
 """Frames queued per socket before it counts as too slow (a replay page is one frame)."""
 OUTBOX_BYTES = 4 * 1024 * 1024
 """Characters queued per socket before it counts as too slow, whatever the frame count."""
+MERGE_MAX = 64
+"""Most queued live events sent together as one frame."""
 PUT_TIMEOUT_S = 10.0
 """How long a replay waits for room in a full queue before the consumer counts as too slow."""
 
@@ -38,7 +44,7 @@ class LiveEvent:
     publish-to-write latency is observed once (not once per socket) and its delivery span ends.
     """
 
-    __slots__ = ("_sse", "channel", "data", "pending", "pt", "seq", "span", "ts", "type", "ws_text")
+    __slots__ = ("_element", "_sse", "channel", "data", "pending", "pt", "seq", "span", "ts", "type", "ws_text")
 
     def __init__(self, channel: str, seq: int, type_: str, data: Any, ts: str, pt: float,
                  carrier: dict[str, str], ws_text: str) -> None:
@@ -50,6 +56,7 @@ class LiveEvent:
         self.pt = pt
         self.ws_text = ws_text
         self._sse: str | None = None
+        self._element: str | None = None
         self.pending = 1  # held by the dispatcher until every subscriber has had it
         self.span: trace.Span | None = None
         if carrier:
@@ -66,6 +73,13 @@ class LiveEvent:
             self._sse = f"id: {self.seq}\nevent: {self.type}\ndata: {self.ws_text}\n\n"
         return self._sse
 
+    @property
+    def element(self) -> str:
+        """This event as one element of an ``events`` frame (encoded once, shared by every socket)."""
+        if self._element is None:
+            self._element = protocol.batch_element(self.seq, self.type, self.data, self.ts)
+        return self._element
+
     def done(self, written: bool = True) -> None:
         """One copy written (or discarded); the last one observes latency and ends the span."""
         self.pending -= 1
@@ -79,6 +93,9 @@ class LiveEvent:
 
 
 Item = tuple[str, LiveEvent | None]
+InFlight = LiveEvent | list[LiveEvent] | bool | None
+"""What the send in flight carries: one live event, several merged, a control frame (None), or
+nothing (False)."""
 
 
 class Outbox:
@@ -88,19 +105,23 @@ class Outbox:
     is issued from that future's done-callback. So frames leave strictly in queue order (one
     in flight, whatever the runtime mode) and a broadcast costs no task wake-up per socket.
     Servers whose ``send`` returns a plain coroutine get it wrapped in a task.
+    ``merge`` encodes consecutive queued live events of one channel as one frame; without it
+    every event is its own send.
     """
 
     def __init__(self, send_text: Callable[[str], Awaitable[None]], *, on_overflow: Callable[[], None],
                  on_error: Callable[[], None] | None = None,
+                 merge: Callable[[list[LiveEvent]], str] | None = None,
                  limit: int = OUTBOX_LIMIT, max_bytes: int = OUTBOX_BYTES) -> None:
         self._send_text = send_text
+        self._merge = merge
         self._on_overflow = on_overflow
         self._on_error = on_error
         self._limit = limit
         self._max_bytes = max_bytes
         self._bytes = 0
         self._queue: deque[Item] = deque()
-        self._inflight: LiveEvent | bool | None = False  # False: nothing in flight
+        self._inflight: InFlight = False
         self._room = asyncio.Event()
         self._room.set()
         self.closed = False
@@ -135,7 +156,7 @@ class Outbox:
                 return False
         return self.push(text)
 
-    def _issue(self, text: str, event: LiveEvent | None) -> None:
+    def _issue(self, text: str, event: LiveEvent | list[LiveEvent] | None) -> None:
         self._inflight = event
         try:
             future: Any = self._send_text(text)
@@ -147,9 +168,12 @@ class Outbox:
         future.add_done_callback(self._sent)
 
     def _sent(self, future: Any) -> None:
-        event, self._inflight = self._inflight, False
-        if isinstance(event, LiveEvent):
-            event.done()
+        carried, self._inflight = self._inflight, False
+        if isinstance(carried, LiveEvent):
+            carried.done()
+        elif isinstance(carried, list):
+            for event in carried:
+                event.done()
         failed = future is None or future.cancelled() or future.exception() is not None
         if self.closed:
             return
@@ -159,11 +183,28 @@ class Outbox:
                 self._on_error()
             return
         if self._queue:
-            text, event = self._queue.popleft()
-            self._bytes -= len(text)
-            if len(self._queue) < self._limit // 2 and self._bytes < self._max_bytes // 2:
-                self._room.set()
-            self._issue(text, event)
+            self._issue(*self._next())
+
+    def _next(self) -> tuple[str, LiveEvent | list[LiveEvent] | None]:
+        """The next frame to send: the head of the queue, merged with the live events of the same
+        channel right behind it when there are any."""
+        queue = self._queue
+        text, event = queue.popleft()
+        self._bytes -= len(text)
+        carried: LiveEvent | list[LiveEvent] | None = event
+        if event is not None and self._merge is not None and queue:
+            batch = [event]
+            while queue and len(batch) < MERGE_MAX:
+                follower = queue[0][1]
+                if follower is None or follower.channel != event.channel:
+                    break
+                self._bytes -= len(queue.popleft()[0])
+                batch.append(follower)
+            if len(batch) > 1:
+                text, carried = self._merge(batch), batch
+        if len(queue) < self._limit // 2 and self._bytes < self._max_bytes // 2:
+            self._room.set()
+        return text, carried
 
     async def flush(self, timeout: float) -> None:  # noqa: ASYNC109 - a bounded wait is the point
         """Wait (bounded) until everything queued has been written."""
@@ -180,6 +221,7 @@ class Outbox:
             _, event = self._queue.popleft()
             if event is not None:
                 event.done(written=False)
+        # What is in flight is released by its own completion (_sent), written or not.
 
     def __len__(self) -> int:
         return len(self._queue)

@@ -120,6 +120,16 @@ def batch_frame(channel: str, rows: list[StoredEvent]) -> str:
     ).decode()
 
 
+def batch_element(seq: int, type_: str, data: msgspec.Raw, ts: str) -> str:
+    """One element of an ``events`` frame."""
+    return _encode({"seq": seq, "type": type_, "data": data, "ts": ts}).decode()
+
+
+def live_batch_frame(channel: str, elements: list[str]) -> str:
+    """One ``events`` frame from already encoded elements (live events that queued up together)."""
+    return f'{{"op":"events","channel":{_encode(channel).decode()},"events":[{",".join(elements)}]}}'
+
+
 def sse_event(seq: int, type_: str, frame: str) -> str:
     """One SSE message: ``id:`` = seq, ``event:`` = type, ``data:`` = the WebSocket event frame."""
     return f"id: {seq}\nevent: {type_}\ndata: {frame}\n\n"

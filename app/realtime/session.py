@@ -28,7 +28,7 @@ class Session:
         self.principal = principal
         self.client = principal.user_id
         self.subs: dict[str, Subscription] = {}
-        self.outbox = Outbox(self.write, on_overflow=self._too_slow)
+        self.outbox = Outbox(self.write, on_overflow=self._too_slow, merge=self.encode_events)
         self.closing: tuple[int, str] | None = None
         self._task = asyncio.current_task()
 
@@ -38,6 +38,10 @@ class Session:
         raise NotImplementedError
 
     def encode_event(self, event: LiveEvent) -> str:
+        raise NotImplementedError
+
+    def encode_events(self, events: list[LiveEvent]) -> str:
+        """Several live events of one channel, in order, as one write."""
         raise NotImplementedError
 
     def encode_page(self, channel: str, rows: list[StoredEvent]) -> str:

@@ -45,6 +45,9 @@ class SseSession(Session):
     def encode_event(self, event: LiveEvent) -> str:
         return event.sse_text
 
+    def encode_events(self, events: list[LiveEvent]) -> str:
+        return "".join(event.sse_text for event in events)
+
     def encode_page(self, channel: str, rows: list[StoredEvent]) -> str:
         return "".join(
             protocol.sse_event(r.seq, r.type, protocol.event_frame(channel, r.seq, r.type, r.data, r.ts)) for r in rows
