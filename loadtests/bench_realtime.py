@@ -4,8 +4,11 @@
     .venv/bin/python loadtests/bench_realtime.py [--events 10000] [--subscribers 200] [--idle 5000]
 
 Without DATABASE_URL/REDIS_URL it starts throwaway servers (app.devstack) and migrates them.
-The driver speaks WebSocket with a tiny raw client (one read per chunk, no per-frame library
-overhead) so that at 40,000 frames/s the measurement is the server's latency, not the driver's.
+The driver speaks WebSocket with a tiny raw client (during the broadcast, an asyncio.Protocol
+scanning each chunk with one regex; no per-frame library overhead) and publishes over raw
+keep-alive HTTP, so that at 40,000 frames/s the measurement is the server's latency, not the
+driver's. The idle-socket phase is repeated against a bare ASGI app (loadtests/bare_ws.py) on the
+same Granian settings, to show what the server alone costs per socket.
 Prints one JSON document of results (and CPU seconds used by the API and by the driver).
 """
 
@@ -14,14 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +39,39 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.auth import issue
 from app.db.migrate import migrate
 from app.devstack import PostgresServer, RedisServer, free_port
+from loadtests.rawhttp import Connection, post_json
 
+ROOT = Path(__file__).resolve().parents[1]
+EVENT_RE = re.compile(rb'"seq":(\d+),"type":"bench\.tick","data":\{"t": ?([\d.]+)\}')
+"""One broadcast event as it appears in the stream (live `event` or an element of `events`)."""
+PUBLISH_CONNECTIONS = 20
 SECRET = "bench-secret-0123456789abcdef-0123456789"  # noqa: S105 - throwaway
+
+
+class EventReceiver(asyncio.Protocol):
+    """The broadcast phase's reader: a protocol fed each chunk as it arrives (no coroutine per
+    read). Server frames are unmasked, so payloads are plain in the byte stream: one regex pass
+    per chunk finds every event, live or backfilled inside an ``events`` frame, without framing
+    or decoding each one. The tail after the last match waits for the next chunk."""
+
+    def __init__(self, seen: list[int], latencies: list[float], expected: int, done: asyncio.Future[None],
+                 pending: bytes) -> None:
+        self.seen, self.latencies, self.expected, self.done, self.buf = seen, latencies, expected, done, pending
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        buf, end = self.buf + data, 0
+        for match in EVENT_RE.finditer(buf):
+            self.seen.append(int(match[1]))
+            self.latencies.append((now - float(match[2])) * 1000)
+            end = match.end()
+        self.buf = buf[end:]
+        if len(self.seen) >= self.expected and not self.done.done():
+            self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.done.set_exception(ConnectionError("closed before every event arrived"))
 
 
 class RawWS:
@@ -174,36 +211,43 @@ async def bench_broadcast(port: int, base: str, admin: str, subscribers: int, ev
     latencies: list[float] = []
     seen: list[list[int]] = [[] for _ in sockets]
 
-    async def receive(idx: int, ws: RawWS) -> None:
-        while len(seen[idx]) < events:
-            now, frames = await ws.frames()
-            for raw in frames:
-                frame = json.loads(raw)
-                if frame.get("op") == "event":
-                    seen[idx].append(frame["seq"])
-                    latencies.append((now - frame["data"]["t"]) * 1000)
-                elif frame.get("op") == "events":  # a gap backfilled from Postgres
-                    for e in frame["events"]:
-                        seen[idx].append(e["seq"])
-                        latencies.append((now - e["data"]["t"]) * 1000)
-
-    readers = [asyncio.create_task(receive(i, ws)) for i, ws in enumerate(sockets)]
+    loop = asyncio.get_running_loop()
+    readers = []
+    for idx, ws in enumerate(sockets):
+        receiver = EventReceiver(seen[idx], latencies, events, loop.create_future(), ws.buf)
+        ws.writer.transport.set_protocol(receiver)  # from here on, bytes go straight to the receiver
+        readers.append(receiver.done)
     cpu0, dcpu0, t0 = cpu_of_group(api_pgid), driver_cpu(), time.monotonic()
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=20)) as http:
-        pending = set()
-        for i in range(events):
-            due = t0 + i / rate
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            pending.add(asyncio.create_task(publish(http, base, admin, channel, {"t": time.time(), "i": i})))
-            if len(pending) > 50:
-                _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-        await asyncio.gather(*pending)
-        try:
-            await asyncio.wait_for(asyncio.gather(*readers), 30)
-        except TimeoutError:
-            pass
+    # The publisher speaks raw keep-alive HTTP too (httpx costs milliseconds of CPU a request).
+    idle_conns: asyncio.Queue[Connection] = asyncio.Queue()
+    for _ in range(PUBLISH_CONNECTIONS):
+        idle_conns.put_nowait(await Connection("127.0.0.1", port).open())
+    path, auth = f"/api/admin/channels/{channel}/events", {"authorization": f"Bearer {admin}"}
+    failures: list[int] = []
+
+    async def publish_one() -> None:
+        conn = await idle_conns.get()
+        body = b'{"type":"bench.tick","data":{"t":%.6f}}' % time.time()
+        status, _ = await conn.request(post_json(path, body, auth))
+        idle_conns.put_nowait(conn)
+        if status != 201:
+            failures.append(status)
+
+    pending: set[asyncio.Task[None]] = set()
+    for i in range(events):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        pending.add(asyncio.create_task(publish_one()))
+        if len(pending) > 50:
+            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+    await asyncio.gather(*pending)
+    while not idle_conns.empty():
+        idle_conns.get_nowait().close()
+    if failures:
+        raise RuntimeError(f"{len(failures)} publishes failed, e.g. HTTP {failures[0]}")
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        await asyncio.wait_for(asyncio.gather(*readers), 30)
     elapsed = time.monotonic() - t0
     drops = sum(events - len(set(s)) for s in seen)
     dups = sum(len(s) - len(set(s)) for s in seen)
@@ -250,29 +294,50 @@ async def server_metrics(base: str) -> dict[str, float]:
     return out
 
 
-async def run(args: argparse.Namespace, env: dict[str, str], port: int) -> dict[str, Any]:
+@contextlib.asynccontextmanager
+async def serving(cmd: list[str], env: dict[str, str], port: int) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """Run a server process (its own process group) until it answers ``/healthz``; stop it after."""
     log = open(Path(tempfile.gettempdir()) / f"bench-api-{port}.log", "wb")  # noqa: SIM115
-    api = subprocess.Popen([str(Path(sys.executable).with_name("draftwire")), "api"], env={**os.environ, **env},
-                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True, cwd=ROOT)
     try:
         async with httpx.AsyncClient() as http:
             for _ in range(300):
                 try:
-                    if (await http.get(f"{base}/healthz")).status_code == 200:
+                    if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
                         break
                 except httpx.HTTPError:
                     await asyncio.sleep(0.1)
+        yield proc
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(40)
+        log.close()
+
+
+async def run(args: argparse.Namespace, env: dict[str, str], port: int) -> dict[str, Any]:
+    base = f"http://127.0.0.1:{port}"
+    results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
+    async with serving([str(Path(sys.executable).with_name("draftwire")), "api"], env, port) as api:
         admin = issue(SECRET, "bench-admin", admin=True, ttl_seconds=3600)
-        results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
         results["catchup_120"] = await bench_catchup(port, base, admin, args.catchup_rounds)
         results["broadcast"] = await bench_broadcast(port, base, admin, args.subscribers, args.events, args.rate, api.pid)
         results["server"] = await server_metrics(base)
         results["idle"] = await bench_idle(port, args.idle, api.pid)
-        return results
-    finally:
-        os.killpg(api.pid, 15)
-        api.wait(40)
+    if args.idle:
+        # The same idle sockets on a bare ASGI app under the same Granian settings: what the
+        # server costs per socket before any of our code runs.
+        bare_port = free_port()
+        bare = [str(Path(sys.executable).with_name("granian")), "--interface", "asgi", "--runtime-mode", "st",
+                "--loop", "uvloop", "--no-log", "--host", "127.0.0.1", "--port", str(bare_port),
+                "--backlog", "2048", "loadtests.bare_ws:app"]
+        async with serving(bare, {}, bare_port) as proc:
+            results["idle_bare_granian"] = await bench_idle(bare_port, args.idle, proc.pid)
+    for key in ("idle", "idle_bare_granian"):
+        if key in results and args.idle:
+            idle = results[key]
+            idle["per_socket_kib"] = round((idle["api_rss_mib"] - idle["api_rss_before_mib"]) * 1024 / args.idle, 1)
+    return results
 
 
 def main() -> None:
