@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from app.errors import ApiError
@@ -91,6 +92,10 @@ def refused(limit: Limit, retry_ms: int, endpoint: str) -> ApiError:
 class RateLimiter:
     def __init__(self, redis: Redis) -> None:
         self._script = redis.register_script(_CHECK)
+
+    @property
+    def scripts(self) -> list[AsyncScript]:
+        return [self._script]
 
     async def check(self, limit: Limit, client: str, endpoint: str) -> None:
         """Count one request of ``client``; raise a 429 ApiError when over the limit."""

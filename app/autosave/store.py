@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from app.ratelimit import SLIDING_WINDOW_LUA, Limit, member
 
@@ -226,6 +227,11 @@ class DraftStore:
         self._mark = redis.register_script(_MARK_PERSISTED)
         self._release = redis.register_script(_RELEASE)
         self._claim = redis.register_script(_CLAIM)
+
+    @property
+    def scripts(self) -> list[AsyncScript]:
+        """Every Lua script this store runs (loaded into Redis at start-up, see Runtime.warm_up)."""
+        return [self._save, self._mark, self._release, self._claim]
 
     async def save(
         self,
