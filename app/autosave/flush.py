@@ -119,6 +119,8 @@ class FlushBatcher:
         self.batch_size = batch_size
         self.flush_delay = flush_delay
         self._inbox: asyncio.Queue[_Request] = asyncio.Queue()
+        self._writing: dict[str, asyncio.Future[None]] = {}
+        """Drafts a batch of this process holds the lease of, and that batch's end."""
         self._task: asyncio.Task[None] | None = None
         self._token = uuid.uuid4().hex
 
@@ -174,18 +176,31 @@ class FlushBatcher:
             due_before_ms=int((time.time() - self.flush_delay) * 1000),
             capacity=self.batch_size,
         )
+        done = asyncio.get_running_loop().create_future()
+        for draft_id in claimed:
+            self._writing[draft_id] = done
         try:
             waiting = [d for d in ids if d not in claimed]
-            if waiting:  # another worker is writing those drafts: wait for it, then write what is left
-                await self._await_leases(waiting)
-                claimed.update(
-                    await self.store.claim(
-                        waiting, token=self._token, lease_ms=LEASE_MS, due_before_ms=0, capacity=len(waiting)
-                    )
+            if waiting:  # another batch is writing those drafts: wait for it, then write what is left
+                ours = {id(f): f for d in waiting if (f := self._writing.get(d)) is not None}
+                remote = [d for d in waiting if d not in self._writing]
+                if ours:  # held by a batch of this process: wait for its end, no polling
+                    await asyncio.wait(list(ours.values()), timeout=LEASE_MS / 1000)
+                if remote:  # held by another worker: poll its lease
+                    await self._await_leases(remote)
+                more = await self.store.claim(
+                    waiting, token=self._token, lease_ms=LEASE_MS, due_before_ms=0, capacity=len(waiting)
                 )
+                for draft_id in more:
+                    self._writing[draft_id] = done
+                claimed.update(more)
             await self._write([s for s in claimed.values() if s is not None], requests[0].carrier)
         finally:
             await self.store.release(list(claimed), self._token)
+            for draft_id in claimed:
+                if self._writing.get(draft_id) is done:
+                    del self._writing[draft_id]
+            done.set_result(None)
 
     async def _await_leases(self, ids: list[str], timeout: float = 20.0) -> None:  # noqa: ASYNC109 - a bounded wait is the point
         deadline = time.monotonic() + timeout
