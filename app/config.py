@@ -64,6 +64,10 @@ class Settings:
     """Attempts (first run included) before a job is kept as failed."""
     worker_concurrency: int = 10
     """Jobs one worker process runs at once."""
+    worker_nice: int = 10
+    """CPU priority the worker gives up (``nice``, 0-19) so that, on a host it shares with an
+    API process, requests are served first: the worker's budget is the flush window (1 s), the
+    API's a few milliseconds. 0 keeps the default priority."""
     autosave_rate_limit_per_minute: int = 30
     """Accepted saves per user per minute, shared across API processes."""
     autosave_max_title_chars: int = 200
@@ -124,6 +128,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nice(text: str) -> int:
+    value = _int(text)
+    if value > 19:
+        raise ValueError("must be between 0 and 19")
+    return value
+
+
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
 
@@ -168,6 +179,7 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "WORKER_TASK_TIMEOUT": ("worker_task_timeout", parse_duration),
     "JOB_MAX_ATTEMPTS": ("job_max_attempts", _positive_int),
     "WORKER_CONCURRENCY": ("worker_concurrency", _positive_int),
+    "WORKER_NICE": ("worker_nice", _nice),
     "AUTOSAVE_RATE_LIMIT_PER_MINUTE": ("autosave_rate_limit_per_minute", _positive_int),
     "AUTOSAVE_MAX_TITLE_CHARS": ("autosave_max_title_chars", _positive_int),
     "AUTOSAVE_MAX_PAYLOAD_BYTES": ("autosave_max_payload_bytes", _positive_int),

@@ -152,6 +152,8 @@ async def _serve_metrics(port: int) -> asyncio.Server:
 
 
 async def run(settings: Settings) -> None:
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)  # lowering priority needs no privilege
     tracing.configure("draftwire-worker")
     restore_backup_gauge(settings.backup_dir)
     runtime = Runtime.create(settings, pool_max=max(4, settings.worker_concurrency))

@@ -30,6 +30,7 @@ def test_durations(text: str, seconds: float) -> None:
         ("LOG_FORMAT", "xml"),
         ("DATABASE_URL", "mysql://x"),
         ("AUTOSAVE_FLUSH_DELAY", "1 fortnight"),
+        ("WORKER_NICE", "20"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str) -> None:
