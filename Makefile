@@ -40,6 +40,8 @@ lint: deps
 
 bench: system-deps deps
 	$(PY) -m loadtests.bench_autosave
+	$(PY) -m loadtests.bench_queue
+	$(PY) loadtests/bench_realtime.py
 
 clean:
 	rm -rf .data $(VENV)
