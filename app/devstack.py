@@ -168,6 +168,9 @@ def up(root: Path = Path(".data")) -> int:
     def step(text: str) -> None:
         print(f"==> {text}", flush=True)
 
+    # Ctrl-C must stop everything even when started from a script that ignores SIGINT for its
+    # background jobs (Python then never installs its KeyboardInterrupt handler).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         if not env.get("DATABASE_URL"):
             step(f"starting PostgreSQL under {root / 'pg'}")
