@@ -47,6 +47,9 @@ log = get_logger(__name__)
 
 LEASE_MS = 30_000
 MAX_BATCHES_IN_FLIGHT = 4
+OWN_BATCH_WAIT_S = 20.0
+"""How long a batch waits for another batch of its process that holds one of its drafts (the
+same bound as for another worker's lease); then the job fails and is retried."""
 
 _UPSERT = """
 WITH input AS (
@@ -185,7 +188,9 @@ class FlushBatcher:
                 ours = {id(f): f for d in waiting if (f := self._writing.get(d)) is not None}
                 remote = [d for d in waiting if d not in self._writing]
                 if ours:  # held by a batch of this process: wait for its end, no polling
-                    await asyncio.wait(list(ours.values()), timeout=LEASE_MS / 1000)
+                    _, unfinished = await asyncio.wait(list(ours.values()), timeout=OWN_BATCH_WAIT_S)
+                    if unfinished:
+                        raise TimeoutError("another batch of this worker kept the flush lease too long")
                 if remote:  # held by another worker: poll its lease
                     await self._await_leases(remote)
                 more = await self.store.claim(
@@ -196,11 +201,15 @@ class FlushBatcher:
                 claimed.update(more)
             await self._write([s for s in claimed.values() if s is not None], requests[0].carrier)
         finally:
-            await self.store.release(list(claimed), self._token)
-            for draft_id in claimed:
-                if self._writing.get(draft_id) is done:
-                    del self._writing[draft_id]
-            done.set_result(None)
+            try:
+                await self.store.release(list(claimed), self._token)
+            finally:
+                # Even when the release fails (its leases then expire on their own), this
+                # process's batches waiting on ours must not wait for a future nobody resolves.
+                for draft_id in claimed:
+                    if self._writing.get(draft_id) is done:
+                        del self._writing[draft_id]
+                done.set_result(None)
 
     async def _await_leases(self, ids: list[str], timeout: float = 20.0) -> None:  # noqa: ASYNC109 - a bounded wait is the point
         deadline = time.monotonic() + timeout
