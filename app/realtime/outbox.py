@@ -169,21 +169,29 @@ class Outbox:
 
     def _sent(self, future: Any) -> None:
         carried, self._inflight = self._inflight, False
+        failed = future is None or future.cancelled() or future.exception() is not None
         if isinstance(carried, LiveEvent):
-            carried.done()
+            carried.done(written=not failed)
         elif isinstance(carried, list):
             for event in carried:
-                event.done()
-        failed = future is None or future.cancelled() or future.exception() is not None
+                event.done(written=not failed)
         if self.closed:
             return
         if failed:
-            self.closed = True
-            if self._on_error is not None:
-                self._on_error()
+            self._fail()
             return
         if self._queue:
-            self._issue(*self._next())
+            try:
+                text, carried = self._next()
+            except Exception:  # an event that cannot be encoded: never stall the socket silently
+                self._fail()
+                return
+            self._issue(text, carried)
+
+    def _fail(self) -> None:
+        self.closed = True
+        if self._on_error is not None:
+            self._on_error()
 
     def _next(self) -> tuple[str, LiveEvent | list[LiveEvent] | None]:
         """The next frame to send: the head of the queue, merged with the live events of the same
@@ -201,7 +209,12 @@ class Outbox:
                 self._bytes -= len(queue.popleft()[0])
                 batch.append(follower)
             if len(batch) > 1:
-                text, carried = self._merge(batch), batch
+                try:
+                    text, carried = self._merge(batch), batch
+                except Exception:
+                    for merged in batch:
+                        merged.done(written=False)
+                    raise
         if len(queue) < self._limit // 2 and self._bytes < self._max_bytes // 2:
             self._room.set()
         return text, carried

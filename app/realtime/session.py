@@ -28,7 +28,8 @@ class Session:
         self.principal = principal
         self.client = principal.user_id
         self.subs: dict[str, Subscription] = {}
-        self.outbox = Outbox(self.write, on_overflow=self._too_slow, merge=self.encode_events)
+        self.outbox = Outbox(self.write, on_overflow=self._too_slow, on_error=self._write_failed,
+                             merge=self.encode_events)
         self.closing: tuple[int, str] | None = None
         self._task = asyncio.current_task()
 
@@ -77,6 +78,11 @@ class Session:
         self.outbox.closed = True
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
+
+    def _write_failed(self) -> None:
+        # The peer is gone (or a frame could not be built): end the stream; a client that is
+        # still there reconnects and resumes with sinceSeq.
+        self.close(Close.TRY_LATER, "stream interrupted: resume with sinceSeq")
 
     def _too_slow(self) -> None:
         self.close(Close.TRY_LATER, "too slow: resume with sinceSeq", "slow_consumer")

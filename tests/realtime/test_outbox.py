@@ -128,7 +128,8 @@ async def test_a_merged_frame_holds_at_most_merge_max_events() -> None:
 
 
 async def test_latency_is_observed_once_per_event_when_its_last_copy_is_written() -> None:
-    """An event queued to two sockets (one merged, one alone) is observed once, after both writes."""
+    """An event queued to two sockets (behind a send on one, alone on the other) is observed once,
+    after both writes."""
     def count() -> float:
         return sum(bucket.get() for bucket in REALTIME_BROADCAST_LATENCY._buckets)
 
@@ -174,3 +175,52 @@ async def test_a_failed_send_closes_the_outbox_and_releases_the_rest() -> None:
     assert box.push(protocol.PONG) is False
     await box.close()
     assert second.pending == 1  # only the test's own hold remains
+
+
+async def test_merging_keeps_the_counts_that_bound_memory() -> None:
+    """After a merge the queue's byte count, the events' pending copies and the room for replay
+    pages are exactly what is still queued."""
+    wire = Wire()
+    box = outbox(wire, limit=4)
+    events = [live("job:a", seq) for seq in range(1, 6)]
+    for event in events:
+        box.push(event.ws_text, event)
+    assert len(box) == 4 and not box._room.is_set()  # full: a replay page would wait
+    assert all(event.pending == 2 for event in events)  # the test's hold + one queued copy
+    await wire.release()  # 1 written; 2-5 leave merged
+    assert wire.seqs() == [[1], [2, 3, 4, 5]]
+    assert len(box) == 0 and box._bytes == 0 and box._room.is_set()
+    assert events[0].pending == 1 and all(event.pending == 2 for event in events[1:])  # merged frame in flight
+    await wire.release()
+    assert all(event.pending == 1 for event in events)
+
+
+async def test_a_frame_that_cannot_be_built_closes_the_socket_instead_of_stalling_it() -> None:
+    wire = Wire()
+    errors: list[bool] = []
+
+    def broken(events: list[LiveEvent]) -> str:
+        raise ValueError("cannot encode")
+
+    box = Outbox(wire.send, on_overflow=lambda: None, on_error=lambda: errors.append(True), merge=broken)
+    events = [live("job:a", seq) for seq in range(1, 4)]
+    for event in events:
+        box.push(event.ws_text, event)
+    await wire.release()
+    assert errors == [True] and box.closed
+    assert [event.pending for event in events] == [1, 1, 1]  # every copy released, none left in limbo
+
+
+async def test_a_failed_write_is_not_observed_as_delivered() -> None:
+    def count() -> float:
+        return sum(bucket.get() for bucket in REALTIME_BROADCAST_LATENCY._buckets)
+
+    wire = Wire()
+    box = Outbox(wire.send, on_overflow=lambda: None, on_error=lambda: None, merge=merge)
+    event = live("job:a", 1)
+    event.pt = 1.0
+    box.push(event.ws_text, event)
+    event.done()  # the dispatcher lets go; the socket's copy is the last
+    before = count()
+    await wire.release(ConnectionError("peer gone"))
+    assert event.pending == 0 and count() == before
