@@ -61,5 +61,5 @@ def verify(secret: str, token: str) -> Principal:
     if len(_verified) >= VERIFIED_CACHE_MAX:
         _verified.clear()
     # PyJWT refuses a token once exp <= now - leeway; the cache keeps exactly that rule.
-    _verified[key] = (principal, float(claims["exp"]) + LEEWAY_S)
+    _verified[key] = (principal, int(claims["exp"]) + LEEWAY_S)  # PyJWT compares int(exp) too
     return principal
