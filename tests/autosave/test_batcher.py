@@ -1,0 +1,114 @@
+"""The flush batcher in-process, on real Redis and Postgres: a flush that finds its draft leased
+by another batch of the same process waits for that batch's end (no lease polling), then writes
+the newer version; nothing is written twice at once and nothing is left behind.
+
+The first batch is held inside its Postgres write by a gate around ``FlushBatcher._write`` (the
+write itself is real), and the store's claims and lease polls are observed (not replaced): that is
+what makes the two batches overlap on demand and shows how the second one waited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import psycopg
+import pytest
+
+from app.autosave.flush import FlushBatcher
+from app.autosave.service import SaveRequest
+from app.config import load
+from app.queue.names import AUTOSAVE
+from app.runtime import Runtime
+from tests.support.processes import TEST_SECRET
+
+WAIT_S = 10.0
+
+
+@pytest.fixture
+async def runtime(migrated: str, fresh_redis_url: Callable[[], str]) -> AsyncIterator[Runtime]:
+    settings = load({"DATABASE_URL": migrated, "REDIS_URL": fresh_redis_url(), "JWT_SECRET": TEST_SECRET,
+                     "DRAFTWIRE_ENV": "test", "AUTOSAVE_FLUSH_DELAY": "1s"})
+    rt = Runtime.create(settings)
+    await rt.start()
+    yield rt
+    await rt.stop()
+
+
+def _request(draft_id: str | None, title: str, base: int | None) -> SaveRequest:
+    payload = json.dumps({"text": title})
+    return SaveRequest(draft_id=draft_id, title=title, payload_json=payload, payload_bytes=len(payload),
+                       base_version=base)
+
+
+async def _row_version(conn: psycopg.AsyncConnection[Any], draft_id: str) -> tuple[int, int]:
+    cur = await conn.execute("SELECT version FROM spec_drafts WHERE id = %s", (draft_id,))
+    row = await cur.fetchone()
+    cur = await conn.execute("SELECT count(*) FROM channel_events WHERE channel = %s", (f"draft:{draft_id}",))
+    writes = await cur.fetchone()
+    assert row is not None and writes is not None
+    return int(row[0]), int(writes[0])
+
+
+async def test_a_flush_waits_for_its_own_processs_batch_then_writes_the_newer_version(
+    runtime: Runtime, owner_conn: psycopg.AsyncConnection[Any], user_id: str
+) -> None:
+    batcher = FlushBatcher(db=runtime.db, store=runtime.drafts, events=runtime.events,
+                           batch_size=25, flush_delay=1.0, queue=runtime.queues[AUTOSAVE])
+    first = await runtime.autosave.save(user_id, _request(None, "v1", None))
+
+    gate, entered = asyncio.Event(), asyncio.Event()
+    real_write = batcher._write
+    polled: list[list[str]] = []
+    real_poll = batcher._await_leases
+
+    async def held_write(claimed: list[Any], carrier: dict[str, str]) -> int:
+        if not entered.is_set():
+            entered.set()
+            await gate.wait()  # batch A stays inside its write until the test lets it go
+        return await real_write(claimed, carrier)
+
+    async def observed_poll(ids: list[str], timeout: float = 20.0) -> None:
+        polled.append(ids)
+        await real_poll(ids, timeout)
+
+    claims: list[dict[str, Any]] = []
+    b_was_refused = asyncio.Event()
+    real_claim = batcher.store.claim
+
+    async def observed_claim(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        got = await real_claim(*args, **kwargs)
+        claims.append(got)
+        if len(claims) == 2:  # B's first claim: the draft is A's
+            b_was_refused.set()
+        return got
+
+    batcher.store.claim = observed_claim  # type: ignore[method-assign]
+    batcher._write = held_write  # type: ignore[method-assign]
+    batcher._await_leases = observed_poll  # type: ignore[method-assign]
+    batcher.start()
+    try:
+        flush_a = asyncio.create_task(batcher.flush(first.draft_id))
+        await asyncio.wait_for(entered.wait(), WAIT_S)
+        assert first.draft_id in batcher._writing  # A holds the lease
+
+        second = await runtime.autosave.save(user_id, _request(first.draft_id, "v2", 1))
+        assert second.version == 2
+        flush_b = asyncio.create_task(batcher.flush(first.draft_id))
+        await asyncio.wait_for(b_was_refused.wait(), WAIT_S)
+        assert first.draft_id not in claims[1], "B got the lease A holds"
+        await asyncio.sleep(0)  # let B reach its wait
+        assert not flush_b.done(), "B finished while A still held the draft"
+
+        gate.set()
+        await asyncio.wait_for(asyncio.gather(flush_a, flush_b), WAIT_S)
+    finally:
+        await batcher.stop()
+
+    assert polled == [], "B polled the lease in Redis instead of waiting for A in-process"
+    assert batcher._writing == {}, "a finished batch left its drafts registered"
+    version, writes = await _row_version(owner_conn, first.draft_id)
+    assert (version, writes) == (2, 2)  # A wrote v1, B the newer v2: nothing skipped, nothing twice
+    assert not await runtime.drafts.redis.exists(f"dw:autosave:flushing:{first.draft_id}")
