@@ -66,7 +66,9 @@ async def test_sigterm_drains_and_returns_the_rest(
     try:
         short = [await enqueue(queue, "sleep_for", timeout=30, seconds=1, mark=mark) for _ in range(30)]
         long = [await enqueue(queue, "sleep_for", timeout=30, seconds=8, mark=mark) for _ in range(2)]
-        await eventually(lambda: job_status(queue, long[0]), lambda s: s == "active", timeout=15)
+        # Both long jobs running (they start as short ones free their slots, not necessarily together).
+        await eventually(lambda: asyncio.gather(*(job_status(queue, k) for k in long)),
+                         lambda s: s == ["active"] * len(long), timeout=15)
         stopped_at = time.monotonic()
         code = first.stop()
         assert code == 0
