@@ -47,9 +47,9 @@ log = get_logger(__name__)
 
 LEASE_MS = 30_000
 MAX_BATCHES_IN_FLIGHT = 4
-OWN_BATCH_WAIT_S = 20.0
-"""How long a batch waits for another batch of its process that holds one of its drafts (the
-same bound as for another worker's lease); then the job fails and is retried."""
+LEASE_WAIT_S = 20.0
+"""How long a batch waits for a draft leased by another batch (of this process or another
+worker); then the job fails and is retried."""
 
 _UPSERT = """
 WITH input AS (
@@ -188,7 +188,7 @@ class FlushBatcher:
                 ours = {id(f): f for d in waiting if (f := self._writing.get(d)) is not None}
                 remote = [d for d in waiting if d not in self._writing]
                 if ours:  # held by a batch of this process: wait for its end, no polling
-                    _, unfinished = await asyncio.wait(list(ours.values()), timeout=OWN_BATCH_WAIT_S)
+                    _, unfinished = await asyncio.wait(list(ours.values()), timeout=LEASE_WAIT_S)
                     if unfinished:
                         raise TimeoutError("another batch of this worker kept the flush lease too long")
                 if remote:  # held by another worker: poll its lease
@@ -211,7 +211,7 @@ class FlushBatcher:
                         del self._writing[draft_id]
                 done.set_result(None)
 
-    async def _await_leases(self, ids: list[str], timeout: float = 20.0) -> None:  # noqa: ASYNC109 - a bounded wait is the point
+    async def _await_leases(self, ids: list[str], timeout: float = LEASE_WAIT_S) -> None:  # noqa: ASYNC109 - a bounded wait is the point
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             held = await self.store.redis.exists(*(f"dw:autosave:flushing:{d}" for d in ids))

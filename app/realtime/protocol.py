@@ -112,22 +112,20 @@ def event_frame(channel: str, seq: int, type_: str, data: msgspec.Raw, ts: str) 
     return _encode({"op": "event", "channel": channel, "seq": seq, "type": type_, "data": data, "ts": ts}).decode()
 
 
-def batch_frame(channel: str, rows: list[StoredEvent]) -> str:
-    """One ``events`` frame for a page of replayed events (one socket write instead of many)."""
-    return _encode(
-        {"op": "events", "channel": channel, "events": [{"seq": r.seq, "type": r.type, "data": r.data, "ts": r.ts}
-                                                        for r in rows]}
-    ).decode()
-
-
 def batch_element(seq: int, type_: str, data: msgspec.Raw, ts: str) -> str:
     """One element of an ``events`` frame."""
     return _encode({"seq": seq, "type": type_, "data": data, "ts": ts}).decode()
 
 
-def live_batch_frame(channel: str, elements: list[str]) -> str:
-    """One ``events`` frame from already encoded elements (live events that queued up together)."""
+def events_frame(channel: str, elements: list[str]) -> str:
+    """One ``events`` frame from encoded elements: a replay page, or live events that queued up
+    behind a write (each element counts as one ``event`` frame)."""
     return f'{{"op":"events","channel":{_encode(channel).decode()},"events":[{",".join(elements)}]}}'
+
+
+def batch_frame(channel: str, rows: list[StoredEvent]) -> str:
+    """One ``events`` frame for a page of replayed events (one socket write instead of many)."""
+    return events_frame(channel, [batch_element(r.seq, r.type, r.data, r.ts) for r in rows])
 
 
 def sse_event(seq: int, type_: str, frame: str) -> str:

@@ -40,7 +40,7 @@ class WsSession(Session):
         return event.ws_text
 
     def encode_events(self, events: list[LiveEvent]) -> str:
-        return protocol.live_batch_frame(events[0].channel, [event.element for event in events])
+        return protocol.events_frame(events[0].channel, [event.element for event in events])
 
     def encode_page(self, channel: str, rows: list[StoredEvent]) -> str:
         return protocol.batch_frame(channel, rows)

@@ -62,7 +62,7 @@ def live(channel: str, seq: int) -> LiveEvent:
 
 
 def merge(events: list[LiveEvent]) -> str:
-    return protocol.live_batch_frame(events[0].channel, [e.element for e in events])
+    return protocol.events_frame(events[0].channel, [e.element for e in events])
 
 
 def outbox(wire: Wire, overflowed: list[bool] | None = None, limit: int = 1024) -> Outbox:
