@@ -25,10 +25,10 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 up: system-deps deps
-	$(PY) -m app.devstack
+	DRAFTWIRE_ENV=dev $(PY) -m app.devstack
 
 demo: deps
-	$(PY) -m loadtests.demo $(DEMO_ARGS)
+	DRAFTWIRE_ENV=dev $(PY) -m loadtests.demo $(DEMO_ARGS)
 
 test: system-deps deps lint
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)

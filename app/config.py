@@ -40,8 +40,10 @@ def parse_duration(text: str) -> float:
 class Settings:
     """Everything the API, the worker and the CLI read from the environment."""
 
-    env: str = "dev"
-    """``dev`` allows the built-in JWT secret and local defaults; anything else requires JWT_SECRET."""
+    env: str = "production"
+    """``production`` unless ``DRAFTWIRE_ENV`` says otherwise: a process started without it refuses to
+    run without a ``JWT_SECRET`` of at least 32 bytes. Only ``dev`` (asked for explicitly by
+    ``make up``, the demo and the tests) accepts the built-in development secret."""
     database_url: str = "postgresql://postgres@127.0.0.1:5432/draftwire"
     """Role that owns the schema and runs migrations; request work runs as ``draftwire_app``."""
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -215,7 +217,13 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(variable, str(exc)) from None
     settings = Settings(**values)
     if not settings.is_dev and settings.jwt_secret == DEV_JWT_SECRET:
-        raise ConfigError("JWT_SECRET", f"required when DRAFTWIRE_ENV={settings.env}")
+        given = "JWT_SECRET" in environ and environ["JWT_SECRET"] != ""
+        problem = "the built-in development secret is refused" if given else "required"
+        raise ConfigError(
+            "JWT_SECRET",
+            f"{problem} when DRAFTWIRE_ENV={settings.env}: set a random secret of at least 32 bytes"
+            " (openssl rand -hex 32), or DRAFTWIRE_ENV=dev for local development only",
+        )
     if len(settings.jwt_secret.encode()) < 32:  # RFC 7518 3.2: an HS256 key of at least 256 bits
         raise ConfigError("JWT_SECRET", "must be at least 32 bytes long")
     return settings

@@ -96,6 +96,20 @@ async def test_expired_and_wrongly_signed_tokens_are_401(api: ServiceProcess, to
     assert_error(forged, 401, "unauthorized")
 
 
+async def test_dev_secret_tokens_are_401_in_production(api: ServiceProcess) -> None:
+    """The shared API runs production-like (DRAFTWIRE_ENV=test, its own secret): an admin token
+    minted with the built-in development secret, as anyone could, gets 401 everywhere."""
+    from app.auth import issue
+    from app.config import DEV_JWT_SECRET
+
+    minted = auth(issue(DEV_JWT_SECRET, "mallory", admin=True))
+    async with client(api.url) as http:
+        save = await http.post("/api/autosave", json=save_body(), headers=minted)
+        admin = await http.get("/api/admin/queues", headers=minted)
+    assert_error(save, 401, "unauthorized")
+    assert_error(admin, 401, "unauthorized")
+
+
 async def test_session_cookie_is_accepted(api: ServiceProcess, token: Callable[..., str]) -> None:
     """The session cookie authenticates like the bearer header."""
     async with client(api.url) as http:

@@ -48,6 +48,32 @@ def test_jwt_secret_required_outside_dev() -> None:
     assert load({"DRAFTWIRE_ENV": "prod", "JWT_SECRET": "x" * 32}).jwt_secret == "x" * 32
 
 
+def test_no_environment_means_production() -> None:
+    """Without DRAFTWIRE_ENV the process is production: no secret, the dev secret, or a short
+    secret all refuse to start; only an explicit DRAFTWIRE_ENV=dev accepts the built-in one."""
+    from app.config import DEV_JWT_SECRET
+
+    with pytest.raises(ConfigError, match="JWT_SECRET: required"):
+        load({})
+    with pytest.raises(ConfigError, match="development secret is refused"):
+        load({"JWT_SECRET": DEV_JWT_SECRET})
+    with pytest.raises(ConfigError, match="at least 32 bytes"):
+        load({"JWT_SECRET": "short"})
+    assert load({"JWT_SECRET": "x" * 32}).env == "production"
+    assert load({"DRAFTWIRE_ENV": "dev"}).jwt_secret == DEV_JWT_SECRET
+
+
+def test_process_without_env_or_secret_refuses_to_start() -> None:
+    """`draftwire api` with neither DRAFTWIRE_ENV nor JWT_SECRET exits 2 with one
+    startup_failed line naming JWT_SECRET, before it listens anywhere."""
+    done = subprocess.run([DRAFTWIRE, "api"], env={"PATH": "/usr/bin:/bin"}, capture_output=True, timeout=30, check=False)
+    assert done.returncode == 2
+    lines = done.stdout.decode().strip().splitlines()
+    assert len(lines) == 1, lines
+    record = json.loads(lines[0])
+    assert (record["msg"], record["variable"]) == ("startup_failed", "JWT_SECRET")
+
+
 def test_startup_fails_with_one_line_naming_the_variable() -> None:
     """`draftwire api` with a bad value exits non-zero printing one startup_failed JSON line."""
     done = subprocess.run(
