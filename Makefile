@@ -25,7 +25,7 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 up: system-deps deps
-	DRAFTWIRE_ENV=dev $(PY) -m app.devstack
+	DRAFTWIRE_ENV=dev $(PY) -m devstack
 
 demo: deps
 	DRAFTWIRE_ENV=dev $(PY) -m loadtests.demo $(DEMO_ARGS)
@@ -35,7 +35,7 @@ test: system-deps deps lint
 
 # Lint and generated files are checked before the tests: a stale dashboard or a lint error fails fast.
 lint: deps
-	$(VENV)/bin/ruff check app observability loadtests tests dashboards
+	$(VENV)/bin/ruff check app observability devstack loadtests tests dashboards
 	$(PY) dashboards/generate.py --check
 
 bench: system-deps deps

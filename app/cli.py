@@ -21,7 +21,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
     # One Granian worker per process: prometheus-client's multiprocess mode drops exemplars,
     # so scale with processes/replicas. Single-threaded runtime keeps socket frames in order.
     Granian(
-        "app.main:create_app",
+        "app.roles.api:serve",
         factory=True,
         address=settings.host,
         port=settings.port,
@@ -39,7 +39,7 @@ def _api(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import uvloop
 
-    from app.worker import run
+    from app.roles.worker import run
 
     uvloop.run(run(settings))
     return 0
@@ -80,9 +80,10 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
+    from app.maintenance.cli import register as maintenance_commands
     from app.queue.cli import register as queue_commands
 
-    return [queue_commands]
+    return [queue_commands, maintenance_commands]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -102,6 +102,17 @@ class Settings:
     """Where ``draftwire backup`` and the nightly job write ``pg_dump`` files."""
     backup_retention_days: int = 7
     """Days of nightly dumps kept."""
+    shutdown_grace: float = 25.0
+    """Seconds running jobs get after SIGTERM before they are cancelled and put back on their
+    queue (kept under the 30 s exit budget). ``DRAFTWIRE_SHUTDOWN_GRACE``; tests shorten it."""
+    maintenance_cron: str = "0 2 * * *"
+    """When the retention job runs (cron syntax, UTC; a sixth field is seconds).
+    ``DRAFTWIRE_MAINTENANCE_CRON``; operators normally leave it, tests shorten it."""
+    backup_cron: str = "0 2 * * *"
+    """When the nightly ``pg_dump`` runs. ``DRAFTWIRE_BACKUP_CRON``."""
+    test_jobs: bool = False
+    """``DRAFTWIRE_TEST_JOBS=1`` registers test-only job functions (failing, sleeping, no-op) on
+    ``draft-build``, for the test suite and the queue benchmark. Refused in production."""
     log_level: str = "INFO"
     """Standard level name."""
     log_format: str = "json"
@@ -158,6 +169,22 @@ def _level(text: str) -> str:
     return value
 
 
+def _cron(text: str) -> str:
+    from croniter import croniter
+
+    value = text.strip()
+    if not croniter.is_valid(value):
+        raise ValueError(f"expected a cron expression like '0 2 * * *', got {text!r}")
+    return value
+
+
+def _flag(text: str) -> bool:
+    value = text.strip().lower()
+    if value not in {"0", "1", "true", "false"}:
+        raise ValueError("expected 1 or 0")
+    return value in {"1", "true"}
+
+
 def _url(*schemes: str) -> Any:
     def parse(text: str) -> str:
         value = text.strip()
@@ -198,6 +225,10 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "EVENT_RETENTION_DAYS": ("event_retention_days", _positive_int),
     "BACKUP_DIR": ("backup_dir", str),
     "BACKUP_RETENTION_DAYS": ("backup_retention_days", _positive_int),
+    "DRAFTWIRE_SHUTDOWN_GRACE": ("shutdown_grace", parse_duration),
+    "DRAFTWIRE_MAINTENANCE_CRON": ("maintenance_cron", _cron),
+    "DRAFTWIRE_BACKUP_CRON": ("backup_cron", _cron),
+    "DRAFTWIRE_TEST_JOBS": ("test_jobs", _flag),
     "LOG_LEVEL": ("log_level", _level),
     "LOG_FORMAT": ("log_format", _choice("json", "console")),
 }
@@ -224,6 +255,8 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
             f"{problem} when DRAFTWIRE_ENV={settings.env}: set a random secret of at least 32 bytes"
             " (openssl rand -hex 32), or DRAFTWIRE_ENV=dev for local development only",
         )
+    if settings.test_jobs and settings.env in {"prod", "production"}:
+        raise ConfigError("DRAFTWIRE_TEST_JOBS", "test-only job functions are refused in production")
     if len(settings.jwt_secret.encode()) < 32:  # RFC 7518 3.2: an HS256 key of at least 256 bits
         raise ConfigError("JWT_SECRET", "must be at least 32 bytes long")
     return settings

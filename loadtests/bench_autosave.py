@@ -28,8 +28,9 @@ from typing import Any
 import psycopg
 import uvloop
 
+from devstack.stack import stack
+from devstack.stats import percentile
 from loadtests import rawhttp
-from loadtests.stack import percentile, stack
 
 
 async def run(rate: int, seconds: int, users: int, flush_delay: float, warmup: float = 5.0,
@@ -45,7 +46,7 @@ async def run(rate: int, seconds: int, users: int, flush_delay: float, warmup: f
         total = warm + rate * seconds
         pool: asyncio.Queue[rawhttp.Connection] = asyncio.Queue()
         for _ in range(connections):
-            pool.put_nowait(await rawhttp.Connection("127.0.0.1", s.api_port).open())
+            pool.put_nowait(await rawhttp.Connection("127.0.0.1", s.processes["api"].port).open())
         start = time.perf_counter() + 0.2
         measured_from = start + warm / rate
         gc.collect()

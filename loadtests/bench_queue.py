@@ -20,8 +20,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -35,27 +33,22 @@ from app.autosave.store import DraftStore
 from app.config import Settings
 from app.db import Database
 from app.db.migrate import migrate
-from app.devstack import free_port, wait_for_port
 from app.queue.redis_queue import DraftwireQueue
 from app.queue.worker import job_defaults
-from loadtests.stack import SECRET, cpu_seconds, dependencies, percentile
+from devstack.processes import ServiceProcess, cpu_seconds
+from devstack.stack import SECRET, dependencies
+from devstack.stats import percentile
 from observability import logging as obs_logging
 
 BUILD = "draft-build"
-EXE = str(Path(sys.executable).with_name("draftwire"))
 
 
-def start_worker(env: dict[str, str], root: Path) -> subprocess.Popen[bytes]:
-    port = free_port()
-    log = (root / f"worker-{port}.log").open("ab")
-    proc = subprocess.Popen([EXE, "worker"], env={**env, "WORKER_METRICS_PORT": str(port)}, stdout=log, stderr=subprocess.STDOUT)
-    wait_for_port(port, 30, proc)
-    return proc
+def start_worker(env: dict[str, str], root: Path) -> ServiceProcess:
+    return ServiceProcess("worker", env, root / "worker.log").start()
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    proc.wait(35)
+def stop(worker: ServiceProcess) -> None:
+    worker.stop()
 
 
 async def enqueue_noops(queue: DraftwireQueue, n: int) -> list[str]:

@@ -3,7 +3,7 @@
 
     .venv/bin/python loadtests/bench_realtime.py [--events 10000] [--subscribers 200] [--idle 5000]
 
-Without DATABASE_URL/REDIS_URL it starts throwaway servers (app.devstack) and migrates them.
+Without DATABASE_URL/REDIS_URL it starts throwaway servers (devstack) and migrates them.
 The driver speaks WebSocket with a tiny raw client (during the broadcast, an asyncio.Protocol
 scanning each chunk with one regex; no per-frame library overhead) and publishes over raw
 keep-alive HTTP, so that at 40,000 frames/s the measurement is the server's latency, not the
@@ -22,7 +22,6 @@ import json
 import os
 import re
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.auth import issue
 from app.db.migrate import migrate
-from app.devstack import PostgresServer, RedisServer, free_port
+from devstack.processes import ServiceProcess
+from devstack.servers import PostgresServer, RedisServer, free_port
+from devstack.stats import percentile
 from loadtests.rawhttp import Connection, post_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,8 +144,8 @@ class RawWS:
 
 
 def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return round(values[min(len(values) - 1, int(len(values) * p))], 2) if values else float("nan")
+    """``p`` as a fraction (0.95); devstack's one percentile convention, rounded for the report."""
+    return round(percentile(values, p * 100), 2)
 
 
 def _group_stat(pgid: int) -> tuple[float, float]:
@@ -295,30 +296,20 @@ async def server_metrics(base: str) -> dict[str, float]:
 
 
 @contextlib.asynccontextmanager
-async def serving(cmd: list[str], env: dict[str, str], port: int) -> AsyncIterator[subprocess.Popen[bytes]]:
-    """Run a server process (its own process group) until it answers ``/healthz``; stop it after."""
-    log = open(Path(tempfile.gettempdir()) / f"bench-api-{port}.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True, cwd=ROOT)
+async def serving(kind: str, env: dict[str, str], port: int, argv: list[str] | None = None) -> AsyncIterator[ServiceProcess]:
+    """A server process (its own process group) once it answers ``/healthz``; stopped after."""
+    log = Path(tempfile.gettempdir()) / f"bench-{kind}-{port}.log"
+    proc = await asyncio.to_thread(ServiceProcess(kind, env, log, port=port, argv=argv).start)
     try:
-        async with httpx.AsyncClient() as http:
-            for _ in range(300):
-                try:
-                    if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
         yield proc
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(40)
-        log.close()
+        await asyncio.to_thread(proc.stop)
 
 
 async def run(args: argparse.Namespace, env: dict[str, str], port: int) -> dict[str, Any]:
     base = f"http://127.0.0.1:{port}"
     results: dict[str, Any] = {"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count()}
-    async with serving([str(Path(sys.executable).with_name("draftwire")), "api"], env, port) as api:
+    async with serving("api", env, port) as api:
         admin = issue(SECRET, "bench-admin", admin=True, ttl_seconds=3600)
         results["catchup_120"] = await bench_catchup(port, base, admin, args.catchup_rounds)
         results["broadcast"] = await bench_broadcast(port, base, admin, args.subscribers, args.events, args.rate, api.pid)
@@ -331,7 +322,7 @@ async def run(args: argparse.Namespace, env: dict[str, str], port: int) -> dict[
         bare = [str(Path(sys.executable).with_name("granian")), "--interface", "asgi", "--runtime-mode", "st",
                 "--loop", "uvloop", "--no-log", "--host", "127.0.0.1", "--port", str(bare_port),
                 "--backlog", "2048", "loadtests.bare_ws:app"]
-        async with serving(bare, {}, bare_port) as proc:
+        async with serving("bare", {}, bare_port, argv=bare) as proc:
             results["idle_bare_granian"] = await bench_idle(bare_port, args.idle, proc.pid)
     for key in ("idle", "idle_bare_granian"):
         if key in results and args.idle:

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from app.auth import issue
 from app.db.migrate import migrate
-from app.devstack import PostgresServer, RedisServer
+from devstack.servers import PostgresServer, RedisServer
 from tests.support.processes import TEST_SECRET, ServiceProcess
 
 

@@ -3,14 +3,21 @@ cookie, or (for WebSocket and SSE, where browsers cannot set headers) ``?token=`
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
+from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency, Provide
 
 from app.auth.tokens import Principal, TokenError, verify
 from app.errors import ApiError
 
 _STATE_KEY = "draftwire_principal"
+
+CurrentUser: TypeAlias = NamedDependency[Principal]
+"""A handler parameter ``user: CurrentUser`` is the caller (401 without a valid token)."""
+AdminUser: TypeAlias = NamedDependency[Principal]
+"""A handler parameter ``admin: AdminUser`` is an admin caller (401, or 403 without the role)."""
 
 
 def token_of(connection: ASGIConnection[Any, Any, Any, Any], *, allow_query: bool = False) -> str | None:
@@ -55,3 +62,20 @@ def require_admin(connection: ASGIConnection[Any, Any, Any, Any], secret: str) -
     if not principal.admin:
         raise ApiError(403, "forbidden", "This needs the admin role.")
     return principal
+
+
+def auth_dependencies(secret: str) -> dict[str, Provide]:
+    """Litestar dependencies ``user`` (401 without a valid token) and ``admin`` (also 403 without
+    the admin role): a handler declares ``user: Principal`` or ``admin: Principal`` and gets the
+    caller, typed, or never runs."""
+
+    def user(request: Request[Any, Any, Any]) -> Principal:
+        return require_user(request, secret)
+
+    def admin(request: Request[Any, Any, Any]) -> Principal:
+        return require_admin(request, secret)
+
+    return {
+        "user": Provide(user, sync_to_thread=False),
+        "admin": Provide(admin, sync_to_thread=False),
+    }

@@ -7,8 +7,8 @@ owner (RLS needs the owner set), each followed in the same statement by its ``dr
 event. A version is only written if newer than the row's, so a replayed job is harmless.
 
 A per-draft lease in Redis keeps two workers from flushing one draft at once. A save that lands
-while its draft is being written stays dirty; :func:`after_flush` enqueues its next flush, and
-:class:`DirtySweeper` catches anything stranded (an enqueue lost to a Redis blip, a worker
+while its draft is being written stays dirty; :meth:`FlushFollowUp.after_process` enqueues its
+next flush, and :meth:`FlushFollowUp.sweep` catches anything stranded (an enqueue lost to a Redis blip, a worker
 killed between steps, a flush that ran out of attempts while Postgres was down).
 """
 
@@ -28,9 +28,9 @@ from saq.job import Status
 from app.autosave.service import FLUSH_FUNCTION, enqueue_flush, job_key
 from app.autosave.store import DraftStore, FlushJobKeys, Snapshot
 from app.db import Database
+from app.events import Event, EventPublisher, utc_iso_ms
 from app.queue.names import AUTOSAVE
 from app.queue.redis_queue import COMPLETED_TTL_SECONDS, DraftwireQueue
-from app.realtime.events import Event, EventPublisher, utc_iso_ms
 from observability import tracing
 from observability.logging import get_logger
 from observability.metrics import (
@@ -214,8 +214,7 @@ class FlushBatcher:
     async def _await_leases(self, ids: list[str], timeout: float = LEASE_WAIT_S) -> None:  # noqa: ASYNC109 - a bounded wait is the point
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            held = await self.store.redis.exists(*(f"dw:autosave:flushing:{d}" for d in ids))
-            if not held:
+            if not await self.store.leased(ids):
                 return
             await asyncio.sleep(0.02)
         raise TimeoutError("another worker kept the flush lease too long")
@@ -309,6 +308,16 @@ class FlushFollowUp:
         self.db = db
         self.flush_delay = flush_delay
         self.defaults = defaults
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="autosave-sweeper")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
     async def after_process(self, ctx: dict[str, Any]) -> None:
         """After a flush job finished: if a save arrived while it ran, enqueue the next flush
@@ -326,7 +335,7 @@ class FlushFollowUp:
     async def sweep(self, grace: float = 5.0, limit: int = 500) -> int:
         """Enqueue flushes for drafts dirty for longer than the window plus ``grace``: their
         enqueue was lost, or their job ran out of attempts (retried once Postgres answers)."""
-        if not await self.store.redis.set("dw:autosave:sweep-lock", "1", nx=True, px=int(grace * 1000 / 2)):
+        if not await self.store.take_sweep_turn(int(grace * 1000 / 2)):
             return 0
         due = await self.store.due(int((time.time() - self.flush_delay - grace) * 1000), limit)
         revived = 0

@@ -6,6 +6,7 @@ a draft saved through one API process reads back through any other before it is 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -52,9 +53,12 @@ class SaveResult:
     job_id: str
 
 
+JOB_PREFIX = "draft:"
+
+
 def job_key(user_id: str, draft_id: str) -> str:
     """The flush job's id and dedupe key (contract: ``draft:<userId>:<draftId>``)."""
-    return f"draft:{user_id}:{draft_id}"
+    return f"{JOB_PREFIX}{user_id}:{draft_id}"
 
 
 async def enqueue_flush(
@@ -259,6 +263,40 @@ class AutosaveService:
             "updatedAt": _iso(row["updated_at"]),
             "persisted": True,
         }
+
+    async def owner_of(self, draft_id: str) -> str | None:
+        """The owner of a draft id, Redis first (a draft saved a moment ago counts), then
+        Postgres ``draft_owner(id)``; None for malformed or unknown ids."""
+        try:
+            draft_id = str(uuid.UUID(draft_id))
+        except ValueError:
+            return None
+        owner = await self.store.owner(draft_id)
+        if owner is not None:
+            return owner
+        async with self.db.tx("drafts.owner") as conn:
+            cur = await conn.execute("SELECT owner_user_id FROM draft_owner(%s)", (draft_id,))
+            row = await cur.fetchone()
+        return row["owner_user_id"] if row else None
+
+    async def flush_job_owner(self, job_id: str) -> str | None:
+        """The user of a flush job id ``draft:<userId>:<draftId>``, if that draft is theirs."""
+        owner, sep, draft_id = job_id.removeprefix(JOB_PREFIX).rpartition(":")
+        if not (job_id.startswith(JOB_PREFIX) and sep and owner and draft_id):
+            return None
+        return owner if await self.owner_of(draft_id) == owner else None
+
+    async def health(self, redis_ok: bool) -> dict[str, Any]:
+        """The ``autosave`` section of ``GET /health``: backlog and the last flush (unknown
+        while Redis does not answer)."""
+        unknown: dict[str, Any] = {"pending": None, "lastFlushAt": None, "lastFlushOk": None}
+        if not redis_ok:
+            return unknown
+        try:
+            async with asyncio.timeout(0.5):
+                return {"pending": await self.store.pending(), **await self.store.last_flush()}
+        except Exception:
+            return unknown
 
     async def _snapshot(self, draft_id: str) -> Snapshot | None:
         try:

@@ -28,6 +28,7 @@ DIRTY = "dw:autosave:dirty"
 USER_DIRTY_PREFIX = "dw:autosave:dirty:"
 FLUSHING_PREFIX = "dw:autosave:flushing:"
 LAST_FLUSH = "dw:autosave:last_flush"
+SWEEP_LOCK = "dw:autosave:sweep-lock"
 PERSISTED_CACHE_TTL_S = 86400
 
 NEEDS_SEED = -1
@@ -291,6 +292,14 @@ class DraftStore:
     async def owner(self, draft_id: str) -> str | None:
         raw = await self.redis.hget(DRAFT_PREFIX + draft_id, "owner")
         return raw.decode() if raw else None
+
+    async def leased(self, draft_ids: list[str]) -> bool:
+        """Whether any of these drafts is being written by some flush batch right now."""
+        return bool(await self.redis.exists(*(FLUSHING_PREFIX + d for d in draft_ids)))
+
+    async def take_sweep_turn(self, hold_ms: int) -> bool:
+        """True for one caller (of all workers) per ``hold_ms``: whose turn it is to sweep."""
+        return bool(await self.redis.set(SWEEP_LOCK, "1", nx=True, px=hold_ms))
 
     async def user_dirty(self, owner: str, limit: int) -> list[str]:
         """The user's unwritten drafts, most recently saved first."""

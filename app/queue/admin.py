@@ -6,7 +6,14 @@ from __future__ import annotations
 from app.queue.names import DEPTH_STATES, QUEUES
 from app.queue.redis_queue import DraftwireQueue, RetryOutcome
 
-__all__ = ("DEPTH_STATES", "QUEUES", "RetryOutcome", "queue_stats", "render_stats")
+__all__ = ("DEPTH_STATES", "QUEUES", "QueueAdmin", "RetryOutcome", "queue_stats", "render_stats")
+
+
+class QueueAdmin:
+    """The queues an admin may look at, retry in and purge (the admin routes' dependency)."""
+
+    def __init__(self, queues: dict[str, DraftwireQueue]) -> None:
+        self.queues = queues
 
 
 async def queue_stats(queues: dict[str, DraftwireQueue]) -> dict[str, dict[str, int]]:

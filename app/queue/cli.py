@@ -1,6 +1,6 @@
-"""``draftwire queue stats|retry QUEUE JOBID|purge-failed QUEUE`` and ``draftwire backup``:
-the admin API's operations for an operator's shell, with readable output and exit codes
-(0 done, 1 nothing to do or not found)."""
+"""``draftwire queue stats|retry QUEUE JOBID|purge-failed QUEUE``: the admin API's operations
+for an operator's shell, with readable output and exit codes (0 done, 1 nothing to do or not
+found)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     purge = actions.add_parser("purge-failed", help="delete a queue's failed jobs (nothing else)")
     purge.add_argument("queue", help="queue name")
     purge.set_defaults(run=_run(_purge))
-    backup = sub.add_parser("backup", help="pg_dump DATABASE_URL into BACKUP_DIR, keep BACKUP_RETENTION_DAYS")
-    backup.set_defaults(run=_backup)
 
 
 def _run(action: QueueAction) -> Callable[[argparse.Namespace, Settings], int]:
@@ -40,7 +38,7 @@ def _run(action: QueueAction) -> Callable[[argparse.Namespace, Settings], int]:
 async def _with_queues(settings: Settings, action: QueueAction, args: argparse.Namespace) -> int:
     from app.queue.names import QUEUES
     from app.queue.redis_queue import DraftwireQueue
-    from app.runtime import redis_client
+    from app.redisconn import redis_client
 
     redis = redis_client(settings.redis_url)
     try:
@@ -87,12 +85,3 @@ async def _purge(queues: dict[str, Any], args: argparse.Namespace) -> int:
     print(f"purged {await queue.purge_failed()} failed job(s) from {args.queue}")
     return 0
 
-
-def _backup(args: argparse.Namespace, settings: Settings) -> int:
-    from app.queue.backup import run_backup
-
-    result = asyncio.run(run_backup(settings.database_url, settings.backup_dir, settings.backup_retention_days))
-    print(f"backup written: {result.path} ({result.bytes} bytes, {result.seconds:.1f} s)")
-    if result.removed:
-        print(f"removed {len(result.removed)} backup(s) older than {settings.backup_retention_days} days")
-    return 0

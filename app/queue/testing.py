@@ -1,5 +1,5 @@
 """Test-only job functions, registered on the ``draft-build`` queue when the worker runs with
-``DRAFTWIRE_TEST_JOBS=1`` (never set in production; the test suite sets it on the workers it
+``DRAFTWIRE_TEST_JOBS=1`` (refused in production; the test suite sets it on the workers it
 spawns). They let the tests drive failure, timeout and crash paths through a real worker:
 
 - ``always_fail``: raises every time (a poisoned payload).
@@ -11,20 +11,13 @@ spawns). They let the tests drive failure, timeout and crash paths through a rea
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from redis.asyncio import Redis
 
-ENV_FLAG = "DRAFTWIRE_TEST_JOBS"
-
 
 class PoisonedJobError(RuntimeError):
     """What the failing test handlers raise."""
-
-
-def enabled() -> bool:
-    return os.environ.get(ENV_FLAG) == "1"
 
 
 def test_functions(redis: Redis) -> dict[str, Any]:

@@ -1,2 +1,29 @@
-"""Realtime: events stored in Postgres (``channel_events``), announced on Redis, delivered over
-WebSocket and SSE with catch-up replay."""
+"""Realtime delivery (seed 002): WebSocket ``/ws`` and SSE ``/api/events`` with catch-up
+replay from Postgres and live events announced on Redis, gap-free per subscription.
+
+:func:`gateway_part` is delivery (the gateway role, or an API that serves sockets itself);
+:func:`publish_part` the admin publish endpoint (the API: the gateway only delivers)."""
+
+from __future__ import annotations
+
+from app.parts import HttpPart, provide
+from app.platform import Platform
+from app.realtime.gateway import Gateway
+from app.realtime.lifecycle import lifespan, socket_fast_path
+from app.realtime.routes import PUBLISH_ROUTES, stream_routes
+
+
+def gateway_part(platform: Platform) -> HttpPart:
+    gateway = Gateway(settings=platform.settings, db=platform.db, owners=platform.owners)
+    return HttpPart(
+        routes=stream_routes(gateway),
+        lifespans=[lifespan(gateway)],
+        on_app=[socket_fast_path(gateway)],
+    )
+
+
+def publish_part(platform: Platform) -> HttpPart:
+    return HttpPart(routes=list(PUBLISH_ROUTES), dependencies={"publisher": provide(platform.events)})
+
+
+__all__ = ("Gateway", "gateway_part", "publish_part")

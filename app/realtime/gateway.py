@@ -17,13 +17,14 @@ from litestar.types import Scope
 
 from app.auth.guards import token_of
 from app.auth.tokens import Principal, TokenError, verify
+from app.config import Settings
+from app.db import Database
+from app.events import ChannelOwners, EventReader, decode_announcement, utc_iso_ms
 from app.realtime import protocol
 from app.realtime.access import may_follow
-from app.realtime.events import utc_iso_ms
 from app.realtime.hub import RedisHub
 from app.realtime.outbox import LiveEvent
 from app.realtime.protocol import Close, ErrorCode
-from app.realtime.store import EventReader
 from app.realtime.subscription import Subscription
 from observability.logging import get_logger
 from observability.metrics import (
@@ -36,7 +37,6 @@ from observability.metrics import (
 
 if TYPE_CHECKING:
     from app.realtime.session import Session
-    from app.runtime import Runtime
 
 log = get_logger("app.realtime")
 
@@ -63,10 +63,10 @@ CLIENT_FULL = Refusal(Close.TRY_LATER, "too many connections for this client", "
 
 
 class Gateway:
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.settings = runtime.settings
-        self.reader = EventReader(runtime.db, page_size=self.settings.realtime_catchup_page)
+    def __init__(self, *, settings: Settings, db: Database, owners: ChannelOwners) -> None:
+        self.settings = settings
+        self.owners = owners
+        self.reader = EventReader(db, page_size=settings.realtime_catchup_page)
         self.hub = RedisHub(self.settings.redis_url, on_message=self.dispatch, on_resync=self.resync)
         self.sessions: set[Session] = set()
         self.per_client: Counter[str] = Counter()
@@ -145,7 +145,7 @@ class Gateway:
                 f"At most {self.settings.realtime_max_subscriptions} subscriptions per connection.", channel))
             return
         try:
-            allowed = authorized or await may_follow(self.runtime, session.principal, channel)
+            allowed = authorized or await may_follow(self.owners, session.principal, channel)
         except Exception as exc:
             log.warning("realtime_access_check_failed", error=type(exc).__name__)
             session.send("error", protocol.error(ErrorCode.FORBIDDEN, "Access could not be checked; retry shortly.",
@@ -212,7 +212,7 @@ class Gateway:
         if not subs:
             return
         try:
-            ann = protocol.decode_announcement(payload)
+            ann = decode_announcement(payload)
         except msgspec.DecodeError:
             log.warning("realtime_bad_announcement")
             return

@@ -13,7 +13,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from app.realtime.events import ANNOUNCE_PREFIX
+from app.events import ANNOUNCE_PREFIX
 from app.realtime.resp import PubSubConnection
 from observability.logging import get_logger
 from observability.metrics import REALTIME_REDIS_RECONNECTS

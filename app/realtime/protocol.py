@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from app.realtime.events import valid_channel
+from app.events import StoredEvent, valid_channel
 
 MAX_CLIENT_FRAME_BYTES = 16 * 1024
 """Client frames are tiny JSON commands; anything larger is closed with 1009."""
@@ -132,27 +132,3 @@ def sse_event(seq: int, type_: str, frame: str) -> str:
     """One SSE message: ``id:`` = seq, ``event:`` = type, ``data:`` = the WebSocket event frame."""
     return f"id: {seq}\nevent: {type_}\ndata: {frame}\n\n"
 
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """A row of ``channel_events`` as read for replay; ``data`` is its JSON text."""
-
-    seq: int
-    type: str
-    data: msgspec.Raw
-    ts: str
-
-
-class Announcement(msgspec.Struct, frozen=True):
-    """What :meth:`EventPublisher.announce` puts on Redis (``data`` kept as raw JSON)."""
-
-    channel: str
-    seq: int
-    type: str
-    data: msgspec.Raw
-    ts: str
-    pt: float = 0.0
-    trace: dict[str, str] = {}
-
-
-decode_announcement = msgspec.json.Decoder(Announcement).decode

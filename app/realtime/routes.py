@@ -1,5 +1,6 @@
-"""HTTP and WebSocket routes of the realtime gateway: ``/ws``, ``/api/events`` (SSE), the admin
-publish endpoint and ``/api/realtime/metrics``."""
+"""HTTP and WebSocket routes of the realtime gateway: ``/ws``, ``/api/events`` (SSE) and
+``/api/realtime/metrics`` (:func:`stream_routes`, bound to one gateway), and the admin publish
+endpoint (:data:`PUBLISH_ROUTES`: publishing belongs to the API, the gateway only delivers)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,14 @@ from typing import Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.handlers import asgi
 from litestar.params import FromPath
 from litestar.types import Receive, Scope, Send
 
-from app.auth.guards import require_admin
+from app.auth import AdminUser
 from app.errors import ApiError
-from app.realtime.events import EVENT_TYPE_RE, valid_channel
+from app.events import EVENT_TYPE_RE, EventPublisher, valid_channel
 from app.realtime.gateway import Gateway
 from app.realtime.sse import serve_sse
 from app.realtime.ws import serve_ws
@@ -22,36 +24,37 @@ MAX_EVENT_DATA_BYTES = 64 * 1024
 """Largest admin-published event body: announcements should stay small (seed 002: < 1 KB typical)."""
 
 
-def _gateway(scope: Scope) -> Gateway:
-    return scope["litestar_app"].state.realtime  # type: ignore[no-any-return]
+def stream_routes(gateway: Gateway) -> list[Any]:
+    """``/ws`` and ``/api/events`` served by ``gateway``, and its ``/api/realtime/metrics``."""
 
+    @asgi("/ws", copy_scope=False, include_in_schema=False)
+    async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket":
+            raise ApiError(400, "bad_request", "This path speaks WebSocket only.")
+        await serve_ws(gateway, scope, receive, send)
 
-@asgi("/ws", copy_scope=False, include_in_schema=False)
-async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] != "websocket":
-        raise ApiError(400, "bad_request", "This path speaks WebSocket only.")
-    await serve_ws(_gateway(scope), scope, receive, send)
+    @asgi("/api/events", copy_scope=False, include_in_schema=False)
+    async def sse_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            raise ApiError(400, "bad_request", "This path speaks Server-Sent Events over HTTP only.")
+        await serve_sse(gateway, scope, receive, send)
 
+    @get("/api/realtime/metrics", sync_to_thread=False)
+    def realtime_metrics(admin: AdminUser) -> dict[str, Any]:
+        """This process's gateway: connections, subscribers per channel, the last catch-up."""
+        return gateway.snapshot()
 
-@asgi("/api/events", copy_scope=False, include_in_schema=False)
-async def sse_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-    if scope["type"] != "http":
-        raise ApiError(400, "bad_request", "This path speaks Server-Sent Events over HTTP only.")
-    await serve_sse(_gateway(scope), scope, receive, send)
-
-
-@get("/api/realtime/metrics", sync_to_thread=False)
-def realtime_metrics(request: Request[Any, Any, Any]) -> dict[str, Any]:
-    """This process's gateway: connections, subscribers per channel, the last catch-up."""
-    require_admin(request, request.app.state.runtime.settings.jwt_secret)
-    return request.app.state.realtime.snapshot()  # type: ignore[no-any-return]
+    return [websocket_endpoint, sse_endpoint, realtime_metrics]
 
 
 @post("/api/admin/channels/{channel:str}/events", status_code=201)
-async def publish_event(request: Request[Any, Any, Any], channel: FromPath[str]) -> Response[dict[str, Any]]:
+async def publish_event(
+    request: Request[Any, Any, Any],
+    admin: AdminUser,
+    publisher: NamedDependency[EventPublisher],
+    channel: FromPath[str],
+) -> Response[dict[str, Any]]:
     """Append an event to ``channel`` and announce it: ``{"type": "...", "data": {...}}``."""
-    runtime = request.app.state.runtime
-    require_admin(request, runtime.settings.jwt_secret)
     if not valid_channel(channel):
         raise ApiError(422, "invalid_request", "channel must look like job:<id> or draft:<id>.")
     raw = await request.body()
@@ -68,8 +71,8 @@ async def publish_event(request: Request[Any, Any, Any], channel: FromPath[str])
         raise ApiError(422, "invalid_request", "type must be lowercase words joined by dots, e.g. job.progress.")
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_request", "data must be a JSON object.")
-    event = await runtime.events.publish(channel, type_, data)
+    event = await publisher.publish(channel, type_, data)
     return Response({"channel": event.channel, "seq": event.seq}, status_code=201)
 
 
-ROUTES: list[Any] = [websocket_endpoint, sse_endpoint, realtime_metrics, publish_event]
+PUBLISH_ROUTES: list[Any] = [publish_event]

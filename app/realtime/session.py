@@ -9,8 +9,9 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
 from app.auth.tokens import Principal
+from app.events import StoredEvent
 from app.realtime.outbox import LiveEvent, Outbox
-from app.realtime.protocol import Close, StoredEvent, control
+from app.realtime.protocol import Close, control
 from app.realtime.subscription import Subscription, elapsed_ms
 from observability.metrics import REALTIME_CONNECTIONS_REJECTED
 

@@ -17,11 +17,12 @@ from urllib.parse import parse_qs
 from litestar.types import Receive, Scope, Send
 
 from app.errors import ApiError
+from app.events import StoredEvent
 from app.realtime import protocol
 from app.realtime.access import may_follow
 from app.realtime.gateway import Gateway, Refusal
 from app.realtime.outbox import LiveEvent
-from app.realtime.protocol import FrameError, StoredEvent
+from app.realtime.protocol import FrameError
 from app.realtime.session import Session
 
 HEARTBEAT_S = 15.0
@@ -89,7 +90,7 @@ async def serve_sse(gateway: Gateway, scope: Scope, receive: Receive, send: Send
         code = {401: "unauthorized", 403: "forbidden", 429: "rate_limited"}.get(verdict.status, "service_unavailable")
         raise ApiError(verdict.status, code, f"Stream refused: {verdict.reason}.", headers=retry)
     # Checked before the stream starts, so someone else's channel is a plain 404 like any other.
-    if not await may_follow(gateway.runtime, verdict, channel):
+    if not await may_follow(gateway.owners, verdict, channel):
         raise ApiError(404, "not_found", "No channel with that id belongs to you.")
     await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
     session = SseSession(gateway, verdict, send)

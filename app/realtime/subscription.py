@@ -15,9 +15,8 @@ import contextlib
 import time
 from typing import Protocol
 
+from app.events import EventReader, StoredEvent
 from app.realtime.outbox import LiveEvent
-from app.realtime.protocol import StoredEvent
-from app.realtime.store import EventReader
 from observability.logging import get_logger
 from observability.metrics import REALTIME_SEQUENCE_GAPS
 

@@ -15,10 +15,11 @@ from typing import Any
 
 from litestar.types import Receive, Scope, Send
 
+from app.events import StoredEvent
 from app.realtime import protocol
 from app.realtime.gateway import Gateway, Refusal
 from app.realtime.outbox import LiveEvent
-from app.realtime.protocol import Close, ErrorCode, FrameError, StoredEvent
+from app.realtime.protocol import Close, ErrorCode, FrameError
 from app.realtime.session import Session
 
 CLOSE_SEND_TIMEOUT_S = 1.0

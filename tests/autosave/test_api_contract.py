@@ -254,7 +254,7 @@ async def test_redis_down_is_503_queue_unavailable(
     spawn: Callable[..., ServiceProcess], token: Callable[..., str]
 ) -> None:
     """With Redis unreachable a save is refused with 503 queue_unavailable and Retry-After."""
-    from app.devstack import free_port
+    from devstack.servers import free_port
 
     broken = spawn("api", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     async with client(broken.url) as http:

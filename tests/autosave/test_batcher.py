@@ -17,24 +17,30 @@ from typing import Any
 import psycopg
 import pytest
 
+from app import autosave
 from app.autosave.flush import FlushBatcher
-from app.autosave.service import SaveRequest
+from app.autosave.service import AutosaveService, SaveRequest
 from app.config import load
+from app.platform import Platform
 from app.queue.names import AUTOSAVE
-from app.runtime import Runtime
 from tests.support.processes import TEST_SECRET
 
 WAIT_S = 10.0
 
 
 @pytest.fixture
-async def runtime(migrated: str, fresh_redis_url: Callable[[], str]) -> AsyncIterator[Runtime]:
+async def platform(migrated: str, fresh_redis_url: Callable[[], str]) -> AsyncIterator[Platform]:
     settings = load({"DATABASE_URL": migrated, "REDIS_URL": fresh_redis_url(), "JWT_SECRET": TEST_SECRET,
                      "DRAFTWIRE_ENV": "test", "AUTOSAVE_FLUSH_DELAY": "1s"})
-    rt = Runtime.create(settings)
-    await rt.start()
-    yield rt
-    await rt.stop()
+    platform = Platform.create(settings)
+    await platform.open()
+    yield platform
+    await platform.close()
+
+
+@pytest.fixture
+def drafts(platform: Platform) -> AutosaveService:
+    return autosave.service(platform)
 
 
 def _request(draft_id: str | None, title: str, base: int | None) -> SaveRequest:
@@ -53,11 +59,11 @@ async def _row_version(conn: psycopg.AsyncConnection[Any], draft_id: str) -> tup
 
 
 async def test_a_flush_waits_for_its_own_processs_batch_then_writes_the_newer_version(
-    runtime: Runtime, owner_conn: psycopg.AsyncConnection[Any], user_id: str
+    platform: Platform, drafts: AutosaveService, owner_conn: psycopg.AsyncConnection[Any], user_id: str
 ) -> None:
-    batcher = FlushBatcher(db=runtime.db, store=runtime.drafts, events=runtime.events,
-                           batch_size=25, flush_delay=1.0, queue=runtime.queues[AUTOSAVE])
-    first = await runtime.autosave.save(user_id, _request(None, "v1", None))
+    batcher = FlushBatcher(db=platform.db, store=drafts.store, events=platform.events,
+                           batch_size=25, flush_delay=1.0, queue=platform.queues[AUTOSAVE])
+    first = await drafts.save(user_id, _request(None, "v1", None))
 
     gate, entered = asyncio.Event(), asyncio.Event()
     real_write = batcher._write
@@ -94,7 +100,7 @@ async def test_a_flush_waits_for_its_own_processs_batch_then_writes_the_newer_ve
         await asyncio.wait_for(entered.wait(), WAIT_S)
         assert first.draft_id in batcher._writing  # A holds the lease
 
-        second = await runtime.autosave.save(user_id, _request(first.draft_id, "v2", 1))
+        second = await drafts.save(user_id, _request(first.draft_id, "v2", 1))
         assert second.version == 2
         flush_b = asyncio.create_task(batcher.flush(first.draft_id))
         await asyncio.wait_for(b_was_refused.wait(), WAIT_S)
@@ -111,4 +117,4 @@ async def test_a_flush_waits_for_its_own_processs_batch_then_writes_the_newer_ve
     assert batcher._writing == {}, "a finished batch left its drafts registered"
     version, writes = await _row_version(owner_conn, first.draft_id)
     assert (version, writes) == (2, 2)  # A wrote v1, B the newer v2: nothing skipped, nothing twice
-    assert not await runtime.drafts.redis.exists(f"dw:autosave:flushing:{first.draft_id}")
+    assert not await drafts.store.redis.exists(f"dw:autosave:flushing:{first.draft_id}")

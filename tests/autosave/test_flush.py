@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from app.db.migrate import migrate
-from app.devstack import PostgresServer
+from devstack.servers import PostgresServer
 from tests.autosave.conftest import auth, client, eventually, save_body
 from tests.support.processes import ServiceProcess
 

@@ -1,4 +1,4 @@
-"""``make up`` end to end: what it runs after installing (``python -m app.devstack``) brings up
+"""``make up`` end to end: what it runs after installing (``python -m devstack``) brings up
 Postgres, Redis, migrations, the API, the worker and the monitoring daemons, prints a curl that
 saves a draft (202), and Ctrl-C stops everything it started.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from app.devstack import free_port
+from devstack.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 UP_TIMEOUT_S = 120
@@ -56,7 +56,7 @@ def test_make_up_prints_a_curl_that_saves_and_ctrl_c_stops_everything(workdir: P
     env.update({"DRAFTWIRE_ENV": "dev", "PYTHONPATH": str(REPO)})
     # Started the way a script's background job is (SIGINT ignored), and later signalled alone:
     # Ctrl-C must still reach devstack, and devstack itself must stop everything it started.
-    proc = subprocess.Popen([sys.executable, "-m", "app.devstack"], cwd=workdir, env=env, text=True,
+    proc = subprocess.Popen([sys.executable, "-m", "devstack"], cwd=workdir, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     lines: list[str] = []

@@ -85,18 +85,23 @@ async def test_one_trace_from_request_to_postgres_write(
     from litestar.testing import AsyncTestClient
 
     from app import config
-    from app.main import create_app
-    from app.worker import build_workers
+    from app.platform import Platform
+    from app.roles.api import create_app
+    from app.roles.worker import build_workers, worker_parts
 
     redis_url = fresh_redis_url()  # a queue of its own
     for key, value in {**base_env, "REDIS_URL": redis_url, "AUTOSAVE_FLUSH_DELAY": "100ms"}.items():
         monkeypatch.setenv(key, value)
     settings = config.load()
     app = create_app(settings)
-    runtime = app.state.runtime
+    worker = Platform.create(settings)
+    parts = worker_parts(worker)
+    services = [service for part in parts for service in part.services]
     async with AsyncTestClient(app) as http:
-        workers, (batcher, _follow_up) = build_workers(runtime, settings)
-        batcher.start()
+        await worker.open()
+        workers = build_workers(worker, parts)
+        for service in services:
+            service.start()
         running = [asyncio.create_task(w.start()) for w in workers]
         try:
             response = await http.post("/api/autosave", json=save_body(), headers=auth(token()))
@@ -110,7 +115,9 @@ async def test_one_trace_from_request_to_postgres_write(
             for w in workers:
                 w.event.set()
             await asyncio.gather(*running, return_exceptions=True)
-            await batcher.stop()
+            for service in services:
+                await service.stop()
+            await worker.close()
     request = next(s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER and "autosave" in s.name)
     same_trace = [s for s in spans.get_finished_spans() if s.context.trace_id == request.context.trace_id]
     names = {s.name for s in same_trace}

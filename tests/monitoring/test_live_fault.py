@@ -5,7 +5,7 @@ page arrives at a webhook receiver through a real Alertmanager with our routing;
 The processes: Debian's Prometheus and Alertmanager, compose's alert-sink webhook receiver
 (``compose/alert-sink/sink.py``), a real API and worker on a Redis of this module's own (the one
 the test stops). Alertmanager runs compose's ``alertmanager.yml`` as ``make up`` does
-(``app.devstack.alertmanager_config``: webhooks and PagerDuty pointed at the local receiver).
+(``devstack.monitoring.alertmanager_config``: webhooks and PagerDuty pointed at the local receiver).
 
 Shortened for the test, in a generated copy of the rules only: every ``for:`` of
 ``alerts/dependencies.rules.yml`` (1m) becomes ``for: 5s`` (:func:`shortened_rules`); every other
@@ -29,8 +29,9 @@ import psycopg
 import pytest
 import yaml
 
-from app import devstack
-from app.devstack import Daemon, RedisServer
+from devstack import monitoring as devstack
+from devstack.monitoring import Daemon
+from devstack.servers import RedisServer
 from loadtests.demo import Traffic
 from tests.support.processes import TEST_SECRET, ServiceProcess
 

@@ -3,7 +3,7 @@ query returns data, every metric a rule or panel reads is exported, and no alert
 healthy stack.
 
 Prometheus is Debian's ``/usr/bin/prometheus`` with the config ``make up`` uses
-(``app.devstack.prometheus_config``; 1 s scrape and evaluation here so the test is quick), our
+(``devstack.monitoring.prometheus_config``; 1 s scrape and evaluation here so the test is quick), our
 ``alerts/*.rules.yml`` unchanged and exemplar storage on. The API and worker run against the
 session's Postgres and a Redis of this module's own, so no other suite's worker takes our jobs.
 The traffic is ``loadtests.demo.Traffic``: what ``make demo`` sends.
@@ -26,11 +26,12 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from app import devstack
-from app.devstack import Daemon, RedisServer
 from app.queue.names import BUILD
 from app.queue.redis_queue import DraftwireQueue
 from app.queue.worker import job_defaults
+from devstack import monitoring as devstack
+from devstack.monitoring import Daemon
+from devstack.servers import RedisServer
 from loadtests.demo import Traffic
 from tests.support.processes import TEST_SECRET, ServiceProcess
 

@@ -10,25 +10,32 @@ from typing import Any
 import psycopg
 import pytest
 
+from app import jobs
 from app.config import Settings
-from app.queue.jobs import JobStore
-from app.queue.ownership import channel_owner
-from app.runtime import Runtime
+from app.platform import Platform
+from app.roles.api import api_parts
 from tests.queue.conftest import auth, client, eventually
 from tests.support.processes import TEST_SECRET, ServiceProcess
 
 
 @pytest.fixture
-async def runtime(migrated: str, shared_redis_url: str) -> AsyncIterator[Runtime]:
-    rt = Runtime.create(Settings(env="test", database_url=migrated, redis_url=shared_redis_url, jwt_secret=TEST_SECRET))
-    await rt.db.open(wait=True)
-    yield rt
-    await rt.db.close()
-    await rt.redis.aclose()
+async def runtime(migrated: str, shared_redis_url: str) -> AsyncIterator[Platform]:
+    """The API's platform with its features' channel owners registered, as `draftwire api` has it."""
+    platform = Platform.create(Settings(env="test", database_url=migrated, redis_url=shared_redis_url,
+                                        jwt_secret=TEST_SECRET))
+    api_parts(platform)
+    await platform.db.open(wait=True)
+    yield platform
+    await platform.db.close()
+    await platform.redis.aclose()
+
+
+async def channel_owner(platform: Platform, channel: str) -> str | None:
+    return await platform.owners.owner(channel)
 
 
 async def test_twenty_concurrent_publishers_gap_free(
-    runtime: Runtime, owner_conn: psycopg.AsyncConnection[Any]
+    runtime: Platform, owner_conn: psycopg.AsyncConnection[Any]
 ) -> None:
     """20 publishers appending 10 events each to one channel at the same time produce seqs
     1..200, each exactly once, every publisher's own events in its order."""
@@ -48,7 +55,7 @@ async def test_twenty_concurrent_publishers_gap_free(
 
 
 async def test_channel_owner(
-    runtime: Runtime, qapi: ServiceProcess, qworker: ServiceProcess, token: Callable[..., str]
+    runtime: Platform, qapi: ServiceProcess, qworker: ServiceProcess, token: Callable[..., str]
 ) -> None:
     """channel_owner names the owner of draft:<id> (before and after the flush), job:build:<id>
     and the autosave job channel; unknown, malformed or mismatched channels give None."""
@@ -64,7 +71,7 @@ async def test_channel_owner(
         await eventually(persisted, bool)
     assert await channel_owner(runtime, f"draft:{draft_id}") == user
     job_id = f"build:{uuid.uuid4()}"
-    await JobStore(runtime.db).create(user, job_id, type_="build", queue="draft-build", draft_id=draft_id)
+    await jobs.store(runtime).create(user, job_id, type_="build", queue="draft-build", draft_id=draft_id)
     assert await channel_owner(runtime, f"job:{job_id}") == user
     assert await channel_owner(runtime, f"job:{saved['jobId']}") == user
     await runtime.redis.delete(f"dw:draft:{draft_id}")  # Redis forgot it: Postgres still knows

@@ -22,19 +22,20 @@ async def test_first_attempt_is_a_child_and_a_retry_is_linked(
     """Attempt 1 runs in the enqueuer's trace (parent = the enqueuing span); attempt 2 has a new
     trace id and a link to the enqueuing span (real SAQ worker, Redis and retry path)."""
     from app import config
+    from app.platform import Platform
     from app.queue.names import BUILD
     from app.queue.worker import job_defaults
-    from app.runtime import Runtime
-    from app.worker import build_workers
+    from app.roles.worker import build_workers, worker_parts
     from observability import tracing
 
     env = {**base_env, "REDIS_URL": fresh_redis_url(), "DRAFTWIRE_TEST_JOBS": "1", "JOB_MAX_ATTEMPTS": "2"}
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     settings = config.load()
-    runtime = Runtime.create(settings)
-    await runtime.start()
-    workers, _services = build_workers(runtime, settings)
+    runtime = Platform.create(settings)
+    parts = worker_parts(runtime)
+    await runtime.open()
+    workers = build_workers(runtime, parts)
     build = next(w for w in workers if w.queue.name == BUILD)
     running = asyncio.create_task(build.start())
     try:
@@ -57,7 +58,7 @@ async def test_first_attempt_is_a_child_and_a_retry_is_linked(
     finally:
         build.event.set()
         await asyncio.gather(running, return_exceptions=True)
-        await runtime.stop()
+        await runtime.close()
     origin = enqueuer.get_span_context()
     assert first.context.trace_id == origin.trace_id
     assert first.parent is not None and first.parent.span_id == origin.span_id

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from app.devstack import RedisServer
+from devstack.servers import RedisServer
 from tests.realtime.conftest import RT_ENV
 from tests.realtime.support import Client, assert_exactly, channel_name, publish
 from tests.support.processes import ServiceProcess

@@ -53,7 +53,7 @@ def structlog_plugin(settings: Settings) -> StructlogPlugin:
     obs_logging.configure(settings.log_level, settings.log_format)
     # Our processors and handler are installed by observability.logging.configure; the plugin
     # gives handlers the same logger. Litestar's request logging is off: ours writes the
-    # contract's `request` line (route, status, latency_ms) in app.edge.
+    # contract's `request` line (route, status, latency_ms) in app.http.edge.
     import structlog
 
     logging_config = StructLoggingConfig(

@@ -7,11 +7,11 @@ are single statements, and Postgres is the source of truth a subscriber replays 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import msgspec
 
 from app.db import Database
-from app.realtime.protocol import StoredEvent
 from observability.metrics import DB_QUERY_DURATION, observe
 
 _HEAD = "SELECT head_seq FROM channel_heads WHERE channel = %s"
@@ -22,6 +22,16 @@ SELECT seq, type, data::text AS data,
        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS ts
 FROM channel_events WHERE channel = %s AND seq > %s ORDER BY seq LIMIT %s
 """
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """A row of ``channel_events`` as read for replay; ``data`` is its JSON text."""
+
+    seq: int
+    type: str
+    data: msgspec.Raw
+    ts: str
 
 
 class EventReader:
@@ -42,6 +52,13 @@ class EventReader:
             rows = await page_cur.fetchall()
         observe(DB_QUERY_DURATION.labels("events.replay"), time.perf_counter() - start)
         return (int(head_row["head_seq"]) if head_row else 0), [_stored(r) for r in rows]
+
+    async def head(self, channel: str) -> int:
+        """The channel's last seq (0 when it has none)."""
+        async with self.db.pool.connection() as conn:
+            cur = await conn.execute(_HEAD, (channel,))
+            row = await cur.fetchone()
+        return int(row["head_seq"]) if row else 0
 
     async def page(self, channel: str, after: int) -> list[StoredEvent]:
         """Up to ``page_size`` events with seq > ``after``, in order."""

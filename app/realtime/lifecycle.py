@@ -1,6 +1,6 @@
-"""Wires the realtime gateway (WebSocket, SSE, admin publish, metrics) into the app, and its
-lifespan: the Redis subscriber starts after the runtime, and on shutdown the gateway drains
-(refuses new streams, closes open ones with 1001) before the runtime closes its pools.
+"""The realtime gateway's life in a process: the Redis subscriber starts after the platform
+opens, and on shutdown the gateway drains (refuses new streams, closes open ones with 1001)
+before the platform closes its pools.
 
 Why SIGTERM is intercepted: Granian's worker reacts to SIGTERM by stopping its server at once,
 which drops every WebSocket without a close frame (clients see 1006) *before* the ASGI lifespan
@@ -14,31 +14,33 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar
-from litestar.config.app import AppConfig
-from litestar.plugins import InitPlugin
 from litestar.types import Receive, Scope, Send
 
+from app.realtime.gateway import Gateway
+from app.realtime.ws import serve_ws
 from observability.logging import get_logger
-
-if TYPE_CHECKING:
-    from app.realtime.gateway import Gateway
 
 log = get_logger("app.realtime")
 
 
-@asynccontextmanager
-async def realtime_lifespan(app: Litestar) -> AsyncIterator[None]:
-    from app.realtime.gateway import Gateway
+def lifespan(gateway: Gateway) -> Callable[[Litestar], AbstractAsyncContextManager[None]]:
+    """The gateway's lifespan: start its Redis subscriber, drain on SIGTERM and at exit."""
 
-    gateway = Gateway(app.state.runtime)
-    app.state.realtime = gateway
-    gateway.start()
-    _install_socket_fast_path(app, gateway)
+    @asynccontextmanager
+    async def realtime_lifespan(app: Litestar) -> AsyncIterator[None]:
+        gateway.start()
+        async with _drain_on_sigterm(gateway):
+            yield
+
+    return realtime_lifespan
+
+
+@asynccontextmanager
+async def _drain_on_sigterm(gateway: Gateway) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
 
@@ -61,6 +63,11 @@ async def realtime_lifespan(app: Litestar) -> AsyncIterator[None]:
         await gateway.stop()
 
 
+def socket_fast_path(gateway: Gateway) -> Callable[[Litestar], None]:
+    """Puts :func:`_install_socket_fast_path` on an app once it is built."""
+    return lambda app: _install_socket_fast_path(app, gateway)
+
+
 def _install_socket_fast_path(app: Litestar, gateway: Gateway) -> None:
     """Serve ``/ws`` in front of Litestar's middleware stack, with the server's own ``send``.
 
@@ -70,8 +77,6 @@ def _install_socket_fast_path(app: Litestar, gateway: Gateway) -> None:
     a future; at 40,000 frames/s that difference is most of the API's CPU. The ``/ws`` route in
     routes.py stays as the fallback (same handler) for servers or test clients without this.
     """
-    from app.realtime.ws import serve_ws
-
     inner = app.asgi_handler
 
     async def realtime_front(scope: Scope, receive: Receive, send: Send) -> None:
@@ -85,13 +90,3 @@ def _install_socket_fast_path(app: Litestar, gateway: Gateway) -> None:
 
     app.asgi_handler = realtime_front
 
-
-class RealtimePlugin(InitPlugin):
-    """Adds the realtime routes and the gateway's lifespan."""
-
-    def on_app_init(self, app_config: AppConfig) -> AppConfig:
-        from app.realtime.routes import ROUTES
-
-        app_config.route_handlers.extend(ROUTES)
-        app_config.lifespan.append(realtime_lifespan)
-        return app_config

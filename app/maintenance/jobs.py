@@ -4,42 +4,32 @@
   no statement runs long) and finished job records older than 7 days (``jobs`` rows, and the
   queues' completed-job indexes; SAQ's records expire on their own). ``channel_heads`` stay:
   a channel's seq must never restart while events may still come.
-- ``backup``: ``pg_dump`` (see :mod:`app.queue.backup`), a job of its own in the same slot with a
-  longer timeout, so a slow dump never holds up retention.
+- ``backup``: ``pg_dump`` (see :mod:`app.maintenance.backup`), a job of its own in the same slot
+  with a longer timeout, so a slow dump never holds up retention.
 
-``DRAFTWIRE_MAINTENANCE_CRON`` / ``DRAFTWIRE_BACKUP_CRON`` override the schedules (croniter
-syntax; a sixth field is seconds). Tests use them; operators normally leave them alone.
+``DRAFTWIRE_MAINTENANCE_CRON`` / ``DRAFTWIRE_BACKUP_CRON`` (settings ``maintenance_cron`` and
+``backup_cron``) override the schedules. Tests use them; operators normally leave them alone.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.config import Settings
 from app.db import Database
-from app.queue.backup import backup_and_record
+from app.maintenance.backup import backup_and_record
 from app.queue.redis_queue import DraftwireQueue
 from observability.logging import get_logger
 
 log = get_logger(__name__)
 
-NIGHTLY = "0 2 * * *"
 JOB_RECORD_DAYS = 7
 """Finished job records are kept this long (contract)."""
 DELETE_BATCH = 5000
 BACKUP_TIMEOUT_S = 3600
 """pg_dump of a large database outlives WORKER_TASK_TIMEOUT; it gets an hour."""
-
-
-def maintenance_cron() -> str:
-    return os.environ.get("DRAFTWIRE_MAINTENANCE_CRON") or NIGHTLY
-
-
-def backup_cron() -> str:
-    return os.environ.get("DRAFTWIRE_BACKUP_CRON") or NIGHTLY
 
 
 async def delete_old_events(db: Database, before: datetime) -> int:

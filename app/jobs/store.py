@@ -1,47 +1,47 @@
 """Job records: who owns a job, and what ``GET /api/jobs/{jobId}`` says about it.
 
-Two kinds of job ids reach users: ``build:<uuid>`` (one row in ``jobs`` per build, so ownership
-survives any API process and any Redis loss) and the autosave flush ``draft:<userId>:<draftId>``
-(the owner is in the id). SAQ's record in Redis has the live state; the ``jobs`` row the last
-state the handler wrote, used once Redis has forgotten the job.
+Jobs with a record (builds: one row in ``jobs`` per job, so ownership survives any API process
+and any Redis loss) and jobs whose id names their owner (the autosave flush
+``draft:<userId>:<draftId>``, registered by autosave with :meth:`JobStore.register_unrecorded`).
+SAQ's record in Redis has the live state; the ``jobs`` row the last state the handler wrote,
+used once Redis has forgotten the job.
 """
 
 from __future__ import annotations
 
-import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from saq.job import Job
 
-from app.db import Conn, Database
+from app.db import Database
 from app.errors import not_found
-from app.queue.names import AUTOSAVE, BUILD, FINISHED_STATES, JobState, job_state
+from app.events import EventReader, OwnerLookup, utc_iso_ms
+from app.queue.names import FINISHED_STATES, JobState, job_state
 from app.queue.redis_queue import DraftwireQueue, last_line
-from app.realtime.events import utc_iso_ms
-
-BUILD_PREFIX = "build:"
-AUTOSAVE_PREFIX = "draft:"
 
 
-def new_build_id() -> str:
-    """A build job's id; its events go to channel ``job:<id>`` (matches the channel pattern)."""
-    return f"{BUILD_PREFIX}{uuid.uuid4()}"
+@dataclass(frozen=True)
+class Unrecorded:
+    """A kind of job without a ``jobs`` row: its id prefix, type, queue and owner lookup."""
 
-
-def autosave_owner(job_id: str) -> str | None:
-    """The user named in an autosave job id ``draft:<userId>:<draftId>``, or None."""
-    if not job_id.startswith(AUTOSAVE_PREFIX):
-        return None
-    owner, sep, draft_id = job_id[len(AUTOSAVE_PREFIX) :].rpartition(":")
-    return owner if sep and owner and draft_id else None
+    type: str
+    queue: str
+    owner: OwnerLookup
 
 
 class JobStore:
     """The ``jobs`` table: written as the owner (RLS), read as the owner or via ``job_owner()``."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, queues: dict[str, DraftwireQueue], reader: EventReader) -> None:
         self.db = db
+        self.queues = queues
+        self.reader = reader
+        self.unrecorded: dict[str, Unrecorded] = {}
+
+    def register_unrecorded(self, prefix: str, kind: Unrecorded) -> None:
+        self.unrecorded[prefix] = kind
 
     async def create(self, user_id: str, job_id: str, *, type_: str, queue: str, draft_id: str) -> None:
         async with self.db.user_tx(user_id, "jobs.create") as conn:
@@ -55,15 +55,17 @@ class JobStore:
         async with self.db.user_tx(user_id, "jobs.delete") as conn:
             await conn.execute("DELETE FROM jobs WHERE id = %s", (job_id,))
 
-    async def record(self, user_id: str, job_id: str, state: JobState, error: str | None = None) -> None:
+    async def record(
+        self, user_id: str, job_id: str, state: JobState, error: str | None = None, *, type_: str, queue: str
+    ) -> None:
         """The handler's view of its job; a missing row (purged, or enqueued by hand) is recreated."""
         async with self.db.user_tx(user_id, "jobs.record") as conn:
             await conn.execute(
                 "INSERT INTO jobs (id, owner_user_id, type, queue, status, error)"
-                " VALUES (%s, current_setting('app.current_user_id'), 'build', %s, %s, %s)"
+                " VALUES (%s, current_setting('app.current_user_id'), %s, %s, %s, %s)"
                 " ON CONFLICT (id) DO UPDATE SET status = excluded.status, error = excluded.error,"
                 " updated_at = now()",
-                (job_id, BUILD, state.value, error),
+                (job_id, type_, queue, state.value, error),
             )
 
     async def owner(self, job_id: str) -> str | None:
@@ -72,31 +74,22 @@ class JobStore:
             row = await cur.fetchone()
         return row["owner"] if row else None
 
-    async def describe(self, queues: dict[str, DraftwireQueue], user_id: str, job_id: str) -> dict[str, Any]:
+    async def describe(self, user_id: str, job_id: str) -> dict[str, Any]:
         """The contract's job view; 404 for unknown ids and for other users' jobs alike."""
-        if job_id.startswith(BUILD_PREFIX):
-            async with self.db.user_tx(user_id, "jobs.get") as conn:
-                cur = await conn.execute(
-                    "SELECT type, status, error, created_at, updated_at FROM jobs WHERE id = %s", (job_id,)
-                )
-                row = await cur.fetchone()
-                last_seq = await _head_seq(conn, job_id)
-            if row is None:
-                raise not_found("job")
-            return _view(job_id, row["type"], await queues[BUILD].job(job_id), row, last_seq)
-        if autosave_owner(job_id) == user_id:
-            job = await queues[AUTOSAVE].job(job_id)
-            if job is not None:
-                async with self.db.tx("jobs.head") as conn:
-                    last_seq = await _head_seq(conn, job_id)
-                return _view(job_id, "autosave", job, None, last_seq)
+        async with self.db.user_tx(user_id, "jobs.get") as conn:
+            cur = await conn.execute(
+                "SELECT type, queue, status, error, created_at, updated_at FROM jobs WHERE id = %s", (job_id,)
+            )
+            row = await cur.fetchone()
+        if row is not None:
+            job = await self.queues[row["queue"]].job(job_id) if row["queue"] in self.queues else None
+            return _view(job_id, row["type"], job, row, await self.reader.head(f"job:{job_id}"))
+        for prefix, kind in self.unrecorded.items():
+            if job_id.startswith(prefix) and await kind.owner(job_id) == user_id:
+                job = await self.queues[kind.queue].job(job_id)
+                if job is not None:
+                    return _view(job_id, kind.type, job, None, await self.reader.head(f"job:{job_id}"))
         raise not_found("job")
-
-
-async def _head_seq(conn: Conn, job_id: str) -> int:
-    cur = await conn.execute("SELECT head_seq FROM channel_heads WHERE channel = %s", (f"job:{job_id}",))
-    row = await cur.fetchone()
-    return int(row["head_seq"]) if row else 0
 
 
 def _view(job_id: str, type_: str, job: Job | None, row: dict[str, Any] | None, last_seq: int) -> dict[str, Any]:

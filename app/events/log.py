@@ -55,6 +55,21 @@ class Event:
         )
 
 
+class Announcement(msgspec.Struct, frozen=True):
+    """What :meth:`EventPublisher.announce` puts on Redis (``data`` kept as raw JSON)."""
+
+    channel: str
+    seq: int
+    type: str
+    data: msgspec.Raw
+    ts: str
+    pt: float = 0.0
+    trace: dict[str, str] = {}
+
+
+decode_announcement = msgspec.json.Decoder(Announcement).decode
+
+
 class EventPublisher:
     """Append events to ``channel_events`` and announce them on Redis."""
 

@@ -13,8 +13,9 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.guards import principal_of
+from app.config import Settings
 from app.errors import ApiError, error_body
-from app.ratelimit import Limit
+from app.ratelimit import Limit, RateLimiter
 from observability.logging import get_logger
 
 log = get_logger("app.http")
@@ -42,9 +43,13 @@ def _json_response(status: int, body: dict[str, str], headers: dict[str, str]) -
 class EdgeMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
 
+    def __init__(self, settings: Settings, limiter: RateLimiter) -> None:
+        self.settings = settings
+        self.limiter = limiter
+        self.api_limit = Limit("api", settings.rate_limit_requests, settings.rate_limit_window_seconds)
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        runtime = scope["litestar_app"].state.runtime
-        settings = runtime.settings
+        settings = self.settings
         route = scope.get("path_template") or scope["path"]
         method = scope.get("method", "GET")
         start = time.perf_counter()
@@ -61,9 +66,7 @@ class EdgeMiddleware(ASGIMiddleware):
             if not quiet and (method, route) not in OWN_LIMIT and route.startswith("/api/"):
                 principal = principal_of(ASGIConnection(scope), settings.jwt_secret)
                 client = f"u:{principal.user_id}" if principal else f"ip:{_client_ip(scope)}"
-                await runtime.limiter.check(
-                    Limit("api", settings.rate_limit_requests, settings.rate_limit_window_seconds), client, route
-                )
+                await self.limiter.check(self.api_limit, client, route)
             timeout = None if route in STREAMING else (settings.api_request_timeout or None)
             async with asyncio.timeout(timeout):
                 await next_app(scope, receive, tracked_send)

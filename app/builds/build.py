@@ -11,24 +11,36 @@ Markdown row is replaced, never by an older draft version.
 from __future__ import annotations
 
 import json
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from saq.job import Job
 
-from app.autosave.service import AutosaveService
 from app.db import Database
 from app.errors import ApiError
-from app.queue.jobs import JobStore
-from app.queue.names import JobState
+from app.events import EventPublisher
+from app.jobs import JobStore
+from app.queue.names import BUILD, JobState
 from app.queue.redis_queue import last_line
 from app.queue.worker import PermanentJobError
-from app.realtime.events import EventPublisher
 from observability.logging import get_logger
 
 log = get_logger(__name__)
 
 BUILD_FUNCTION = "build_draft"
+BUILD_PREFIX = "build:"
+JOB_TYPE = "build"
+
+DraftReader = Callable[[str, str], Awaitable[dict[str, Any]]]
+"""(user id, draft id) -> the newest saved version (``title``, ``payload`` JSON, ``version``);
+raises a 404 ApiError when it is not theirs. Autosave's read-your-writes ``get``."""
+
+
+def new_build_id() -> str:
+    """A build job's id; its events go to channel ``job:<id>`` (matches the channel pattern)."""
+    return f"{BUILD_PREFIX}{uuid.uuid4()}"
 
 _STORE = """
 INSERT INTO draft_builds (draft_id, owner_user_id, job_id, version, markdown)
@@ -67,8 +79,8 @@ def render_section(title: str, value: Any) -> str:
 class DraftBuilder:
     """The ``build_draft`` job function and the dead-letter hook that reports failed builds."""
 
-    def __init__(self, *, autosave: AutosaveService, db: Database, events: EventPublisher, jobs: JobStore) -> None:
-        self.autosave = autosave
+    def __init__(self, *, read_draft: DraftReader, db: Database, events: EventPublisher, jobs: JobStore) -> None:
+        self.read_draft = read_draft
         self.db = db
         self.events = events
         self.jobs = jobs
@@ -76,9 +88,9 @@ class DraftBuilder:
     async def build_draft(self, ctx: dict[str, Any], *, user_id: str, draft_id: str) -> dict[str, Any]:
         job: Job = ctx["job"]
         channel = f"job:{job.key}"
-        await self.jobs.record(user_id, job.key, JobState.ACTIVE)
+        await self.jobs.record(user_id, job.key, JobState.ACTIVE, type_=JOB_TYPE, queue=BUILD)
         try:  # read-your-writes: the newest saved version, flushed to Postgres or not
-            draft = await self.autosave.get(user_id, draft_id)
+            draft = await self.read_draft(user_id, draft_id)
         except ApiError as exc:
             if exc.status == 404:
                 raise PermanentJobError("the draft no longer exists") from None
@@ -100,7 +112,7 @@ class DraftBuilder:
             await conn.execute(_STORE, (draft_id, job.key, int(draft["version"]), markdown))
         size = len(markdown.encode())
         await self.events.publish(channel, "build.completed", {"bytes": size})
-        await self.jobs.record(user_id, job.key, JobState.COMPLETED)
+        await self.jobs.record(user_id, job.key, JobState.COMPLETED, type_=JOB_TYPE, queue=BUILD)
         return {"bytes": size, "version": int(draft["version"])}
 
     async def on_failed(self, job: Job) -> None:
@@ -111,7 +123,7 @@ class DraftBuilder:
         await self.events.publish(f"job:{job.key}", "build.failed", {"error": error})
         user_id = (job.kwargs or {}).get("user_id")
         if user_id:
-            await self.jobs.record(user_id, job.key, JobState.FAILED, error)
+            await self.jobs.record(user_id, job.key, JobState.FAILED, error, type_=JOB_TYPE, queue=BUILD)
 
 
 def _error_text(error: str | None) -> str:

@@ -1,0 +1,135 @@
+"""The ``worker`` role: SAQ workers for every queue in one process, the features' background
+services, ``/healthz`` and ``/metrics`` on ``WORKER_METRICS_PORT``, and a clean SIGTERM: stop
+taking jobs, let running ones finish within ``DRAFTWIRE_SHUTDOWN_GRACE``, return the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+from app import autosave, builds, jobs, maintenance
+from app.config import Settings
+from app.health import Readiness
+from app.parts import WorkerPart
+from app.platform import Platform
+from app.queue import testing
+from app.queue.names import AUTOSAVE, BUILD, QUEUES
+from app.queue.worker import AUTOSAVE_SCHEDULE_TICK_S, SCHEDULE_TICK_S, SWEEP_EVERY_S, CronJob, DraftwireWorker, traced
+from app.roles.metrics_server import serve_metrics
+from app.roles.tuning import tune_gc
+from observability import tracing
+from observability.logging import get_logger
+
+log = get_logger("app.worker")
+
+MAINTENANCE_CONCURRENCY = 2
+
+
+class Worker(DraftwireWorker):
+    SIGNALS: ClassVar[list[signal.Signals]] = []  # the process handles signals once for all queues
+
+
+def worker_parts(platform: Platform) -> list[WorkerPart]:
+    """What this worker runs: a short list of the features' worker parts."""
+    drafts = autosave.service(platform)
+    job_store = jobs.store(platform)
+    parts = [
+        autosave.worker_part(platform, drafts),
+        builds.worker_part(platform, job_store, read_draft=drafts.get),
+        maintenance.worker_part(platform),
+    ]
+    if platform.settings.test_jobs:
+        parts.append(WorkerPart(functions={BUILD: testing.test_functions(platform.redis)}))
+    return parts
+
+
+def build_workers(platform: Platform, parts: Sequence[WorkerPart]) -> list[Worker]:
+    """One SAQ worker per queue with the parts' functions, cron jobs and hooks."""
+    settings = platform.settings
+    timeout = settings.worker_task_timeout
+    common: dict[str, Any] = {
+        "concurrency": settings.worker_concurrency,
+        "dequeue_timeout": 1.0,
+        "shutdown_grace_period_s": settings.shutdown_grace,
+        "cancellation_hard_deadline_s": 2.0,
+    }
+    workers = []
+    for name in QUEUES:
+        functions = [
+            (fn_name, traced(name, fn_name, fn, timeout=timeout))
+            for part in parts
+            for fn_name, fn in part.functions.get(name, {}).items()
+        ]
+        cron_jobs = [
+            CronJob(
+                traced(name, cron.name, cron.function, timeout=cron.timeout_s or timeout),
+                cron=cron.schedule,
+                timeout=int(cron.timeout_s or max(1, int(timeout))),
+                retries=settings.job_max_attempts,
+            )
+            for part in parts
+            for cron in part.cron.get(name, [])
+        ]
+        hooks = [part.after_process[name] for part in parts if name in part.after_process]
+        options: dict[str, Any] = {
+            **common,
+            "timers": {"schedule": AUTOSAVE_SCHEDULE_TICK_S if name == AUTOSAVE else SCHEDULE_TICK_S,
+                       "sweep": SWEEP_EVERY_S},
+        }
+        if cron_jobs and not functions:
+            options["concurrency"] = MAINTENANCE_CONCURRENCY
+        if hooks:
+            options["after_process"] = hooks[0]
+        workers.append(Worker(platform.queues[name], functions=functions, cron_jobs=cron_jobs, **options))
+    return workers
+
+
+async def run(settings: Settings) -> None:
+    if settings.worker_nice:
+        os.nice(settings.worker_nice)  # lowering priority needs no privilege
+    tracing.configure("draftwire-worker")
+    platform = Platform.create(settings, pool_max=max(4, settings.worker_concurrency))
+    parts = worker_parts(platform)
+    for part in parts:
+        for hook in part.on_start:
+            hook()
+    await platform.open()
+    readiness = Readiness(redis=platform.redis, db=platform.db, database_url=settings.database_url,
+                          queues=platform.queues)
+    readiness.start()  # redis_up, database_up and queue_depth for Prometheus
+    workers = build_workers(platform, parts)
+    services = [service for part in parts for service in part.services]
+    for service in services:
+        service.start()
+    server = await serve_metrics(settings.worker_metrics_port)
+    tune_gc()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("worker_started", queues=[w.queue.name for w in workers], port=settings.worker_metrics_port,
+             concurrency=settings.worker_concurrency)
+    # SAQ's own bookkeeping (dequeue polls, status writes, schedule ticks, sweeps) runs with
+    # client instrumentation suppressed: a span per poll would cost more than the jobs and trace
+    # nothing a person asks about. Job spans set their parent explicitly (the enqueuer's trace),
+    # so the Redis and Postgres calls a job makes are spans as usual.
+    with suppress_instrumentation():
+        runs = [asyncio.create_task(w.start(), name=f"worker-{w.queue.name}") for w in workers]
+    try:
+        await stop.wait()
+        log.info("worker_draining", grace_s=settings.shutdown_grace)
+    finally:
+        for worker in workers:
+            worker.event.set()
+        await asyncio.gather(*runs, return_exceptions=True)
+        for service in reversed(services):
+            await service.stop()
+        server.close()
+        await readiness.stop()
+        await platform.close()
+        log.info("worker_stopped")

@@ -1,0 +1,7 @@
+"""``python -m devstack`` (what ``make up`` runs): see :mod:`devstack.up`."""
+
+import sys
+
+from devstack.up import up
+
+sys.exit(up())
