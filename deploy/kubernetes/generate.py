@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -207,10 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     for path, text in outputs().items():
         if args.check:
             if not path.exists() or path.read_text() != text:
-                stale.append(str(path.relative_to(ROOT)))
+                stale.append(os.path.relpath(path, ROOT))
         else:
             path.write_text(text)
-            print(f"wrote {path.relative_to(ROOT)}")
+            print(f"wrote {os.path.relpath(path, ROOT)}")
     if stale:
         print(f"out of date, run python deploy/kubernetes/generate.py: {', '.join(stale)}", file=sys.stderr)
         return 1
