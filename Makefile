@@ -35,8 +35,9 @@ test: system-deps deps lint
 
 # Lint and generated files are checked before the tests: a stale dashboard or a lint error fails fast.
 lint: deps
-	$(VENV)/bin/ruff check app observability devstack loadtests tests dashboards
+	$(VENV)/bin/ruff check app observability devstack loadtests tests dashboards deploy
 	$(PY) dashboards/generate.py --check
+	$(PY) deploy/kubernetes/generate.py --check
 
 bench: system-deps deps
 	$(PY) -m loadtests.bench_autosave

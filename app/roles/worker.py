@@ -28,6 +28,8 @@ from observability.logging import get_logger
 log = get_logger("app.worker")
 
 MAINTENANCE_CONCURRENCY = 2
+CANCEL_DEADLINE_S = 2.0
+"""After the shutdown grace, cancelled jobs get this long to go back to their queue."""
 
 
 class Worker(DraftwireWorker):
@@ -56,7 +58,7 @@ def build_workers(platform: Platform, parts: Sequence[WorkerPart]) -> list[Worke
         "concurrency": settings.worker_concurrency,
         "dequeue_timeout": 1.0,
         "shutdown_grace_period_s": settings.shutdown_grace,
-        "cancellation_hard_deadline_s": 2.0,
+        "cancellation_hard_deadline_s": CANCEL_DEADLINE_S,
     }
     workers = []
     for name in QUEUES:
