@@ -10,7 +10,8 @@ help:
 	@echo "make up      start Postgres, Redis, migrations, API :8080, worker :9091, Prometheus :9090,"
 	@echo "             Alertmanager :9093 (Ctrl-C stops)"
 	@echo "make demo    send gentle, realistic traffic to a running make up for 5 min (DEMO_ARGS=--minutes 1)"
-	@echo "make test    install what the suite needs and run every test"
+	@echo "make test    install what the suite needs and run every test (fast tier, then live tier)"
+	@echo "make test-fast  only the tests that start no server (under a minute)"
 	@echo "make bench   run the benchmarks recorded in docs/BENCHMARKS.md"
 
 $(STAMP): pyproject.toml
@@ -33,9 +34,15 @@ demo: deps
 test: system-deps deps lint
 	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
+# The fast tier: no servers (config, tokens, rules, dashboards, manifests, house rules).
+test-fast: deps lint
+	$(PY) -m pytest -p no:cacheprovider -m fast $(PYTEST_ARGS)
+
 # Lint and generated files are checked before the tests: a stale dashboard or a lint error fails fast.
 lint: deps
 	$(VENV)/bin/ruff check app observability devstack loadtests tests dashboards deploy
+	$(VENV)/bin/mypy app observability
+	$(VENV)/bin/lint-imports
 	$(PY) dashboards/generate.py --check
 	$(PY) deploy/kubernetes/generate.py --check
 

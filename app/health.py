@@ -168,7 +168,7 @@ async def health(readiness: NamedDependency[Readiness]) -> Response[dict[str, An
 def metrics_response(accept: str) -> tuple[bytes, str]:
     """Exposition bytes and content type; OpenMetrics (with exemplars) when asked for."""
     if "application/openmetrics-text" in accept:
-        return openmetrics_latest(REGISTRY), OPENMETRICS_TYPE
+        return openmetrics_latest(REGISTRY), OPENMETRICS_TYPE  # type: ignore[no-untyped-call]
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
 

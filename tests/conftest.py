@@ -22,6 +22,23 @@ from app.db.migrate import migrate
 from devstack.servers import PostgresServer, RedisServer
 from tests.support.processes import TEST_SECRET, ServiceProcess
 
+LIVE_FIXTURES = frozenset({
+    "database_url", "redis_server", "redis_url", "migrated", "base_env", "spawn", "api", "worker", "redis",
+    "owner_conn", "fresh_redis_url",
+})
+"""A test using any of these starts servers: it belongs to the live tier."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tiers: ``live`` for tests that start servers (by their fixtures, or marked by hand),
+    ``fast`` for the rest; ``make test-fast`` runs ``-m fast``."""
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("live") is None and uses & LIVE_FIXTURES:
+            item.add_marker(pytest.mark.live)
+        if item.get_closest_marker("live") is None:
+            item.add_marker(pytest.mark.fast)
+
 
 @pytest.fixture(scope="session")
 def workdir() -> Iterator[Path]:

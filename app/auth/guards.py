@@ -8,6 +8,7 @@ from typing import Any, TypeAlias
 from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
+from litestar.enums import ScopeType
 
 from app.auth.tokens import Principal, TokenError, verify
 from app.errors import ApiError
@@ -51,7 +52,7 @@ def principal_of(
 
 
 def require_user(connection: ASGIConnection[Any, Any, Any, Any], secret: str) -> Principal:
-    principal = principal_of(connection, secret, allow_query=connection.scope["type"] == "websocket")
+    principal = principal_of(connection, secret, allow_query=connection.scope["type"] == ScopeType.WEBSOCKET)
     if principal is None:
         raise ApiError(401, "unauthorized", "Sign in again: the session token is missing, invalid or expired.")
     return principal

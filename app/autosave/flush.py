@@ -154,7 +154,8 @@ class FlushBatcher:
             await slots.acquire()
             task = asyncio.create_task(self._settle(batch))
             running.add(task)
-            task.add_done_callback(lambda t: (running.discard(t), slots.release()))
+            task.add_done_callback(running.discard)
+            task.add_done_callback(lambda _: slots.release())
 
     async def _settle(self, batch: list[_Request]) -> None:
         try:

@@ -220,7 +220,7 @@ class AutosaveService:
             kwargs={"user_id": user_id, "draft_id": draft_id},
             queue=self.queue,
             key=key,
-            scheduled=due,  # type: ignore[arg-type] - SAQ keeps sub-second floats as they are
+            scheduled=due,  # type: ignore[arg-type]  # SAQ keeps sub-second floats as they are
             queued=int(now * 1000),
             status=Status.QUEUED,
             meta={"trace": tracing.inject()},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from importlib import resources
+from typing import Any
 
 import psycopg
 
@@ -22,11 +23,11 @@ class Migration:
 def available() -> list[Migration]:
     """Every migration shipped with the package, in order."""
     folder = resources.files(MIGRATIONS_PACKAGE).joinpath("migrations")
-    found = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    found = sorted((f for f in folder.iterdir() if f.name.endswith(".sql")), key=lambda f: f.name)
     return [Migration(f.name.split("_", 1)[0], f.name, f.read_text("utf-8")) for f in found]
 
 
-async def applied(conn: psycopg.AsyncConnection[object]) -> set[str]:
+async def applied(conn: psycopg.AsyncConnection[Any]) -> set[str]:
     """Versions recorded in ``schema_migrations`` (empty when the table does not exist yet)."""
     cur = await conn.execute("SELECT to_regclass('public.schema_migrations') IS NOT NULL")
     row = await cur.fetchone()

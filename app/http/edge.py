@@ -29,15 +29,14 @@ STREAMING = frozenset({"/api/events"})
 
 
 def _json_response(status: int, body: dict[str, str], headers: dict[str, str]) -> list[Message]:
+    """The two ASGI messages of a JSON error response."""
     import json
 
     payload = json.dumps(body).encode()
     raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
-    return [
-        {"type": "http.response.start", "status": status, "headers": raw_headers},
-        {"type": "http.response.body", "body": payload},
-    ]
+    start: Message = {"type": "http.response.start", "status": status, "headers": raw_headers}
+    return [start, {"type": "http.response.body", "body": payload, "more_body": False}]
 
 
 class EdgeMiddleware(ASGIMiddleware):

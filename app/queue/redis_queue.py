@@ -83,7 +83,7 @@ return {}
 
 def equal_jitter_delay(attempts: int, base: float, cap: float) -> float:
     """Delay before the next attempt after ``attempts`` tries: uniform in [b/2, b]."""
-    ceiling = min(cap, base * 2 ** max(attempts - 1, 0))
+    ceiling = min(cap, base * 2.0 ** max(attempts - 1, 0))
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
@@ -182,7 +182,7 @@ class DraftwireQueue(RedisQueue):
     # --- retries and the dead letter --------------------------------------------------------
     async def _retry(self, job: Job, error: str | None) -> None:
         delay = equal_jitter_delay(job.attempts, job.retry_delay or 0.5, self.retry_cap)
-        job.scheduled = time.time() + delay  # type: ignore[assignment] - SAQ stores floats fine
+        job.scheduled = time.time() + delay  # type: ignore[assignment]  # SAQ stores floats fine
         job.error = _trim(error)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.lrem(self._active, 1, job.id).lrem(self._queued, 1, job.id)

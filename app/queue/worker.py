@@ -101,7 +101,7 @@ async def _heartbeat(job: Job) -> None:
             log.warning("job_heartbeat_failed", job_id=job.key, queue=job.queue.name if job.queue else None)
 
 
-class DraftwireWorker(Worker):
+class DraftwireWorker(Worker[Any]):
     """SAQ worker with a fast schedule tick; cron jobs are (re)declared once a second only."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.enums import ScopeType
 from litestar.handlers import asgi
 from litestar.params import FromPath
 from litestar.types import Receive, Scope, Send
@@ -29,13 +30,13 @@ def stream_routes(gateway: Gateway) -> list[Any]:
 
     @asgi("/ws", copy_scope=False, include_in_schema=False)
     async def websocket_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "websocket":
+        if scope["type"] != ScopeType.WEBSOCKET:
             raise ApiError(400, "bad_request", "This path speaks WebSocket only.")
         await serve_ws(gateway, scope, receive, send)
 
     @asgi("/api/events", copy_scope=False, include_in_schema=False)
     async def sse_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             raise ApiError(400, "bad_request", "This path speaks Server-Sent Events over HTTP only.")
         await serve_sse(gateway, scope, receive, send)
 

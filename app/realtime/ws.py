@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 from litestar.types import Receive, Scope, Send
 
@@ -22,6 +22,10 @@ from app.realtime.outbox import LiveEvent
 from app.realtime.protocol import Close, ErrorCode, FrameError
 from app.realtime.session import Session
 
+RawSend = Callable[[dict[str, Any]], Awaitable[None]]
+RawReceive = Callable[[], Awaitable[dict[str, Any]]]
+"""ASGI's callables over plain dicts: the frames here are built by hand, once per write."""
+
 CLOSE_SEND_TIMEOUT_S = 1.0
 """A close frame to a client that stopped reading may never leave; do not wait for it longer."""
 
@@ -29,7 +33,7 @@ CLOSE_SEND_TIMEOUT_S = 1.0
 class WsSession(Session):
     kind = "ws"
 
-    def __init__(self, gateway: Gateway, principal: Any, send: Send) -> None:
+    def __init__(self, gateway: Gateway, principal: Any, send: RawSend) -> None:
         super().__init__(gateway, principal)
         self._send = send
         self.disconnected = False
@@ -47,7 +51,8 @@ class WsSession(Session):
         return protocol.batch_frame(channel, rows)
 
 
-async def serve_ws(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
+async def serve_ws(gateway: Gateway, scope: Scope, asgi_receive: Receive, asgi_send: Send) -> None:
+    receive, send = cast(RawReceive, asgi_receive), cast(RawSend, asgi_send)
     message = await receive()
     if message["type"] != "websocket.connect":
         return
@@ -76,7 +81,7 @@ async def serve_ws(gateway: Gateway, scope: Scope, receive: Receive, send: Send)
                     await send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-async def _receive_loop(session: WsSession, receive: Receive) -> None:
+async def _receive_loop(session: WsSession, receive: RawReceive) -> None:
     gateway = session.gateway
     idle = gateway.settings.realtime_idle_timeout or None
     while session.closing is None:

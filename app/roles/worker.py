@@ -8,7 +8,7 @@ import asyncio
 import os
 import signal
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 from opentelemetry.instrumentation.utils import suppress_instrumentation
 
@@ -33,7 +33,9 @@ CANCEL_DEADLINE_S = 2.0
 
 
 class Worker(DraftwireWorker):
-    SIGNALS: ClassVar[list[signal.Signals]] = []  # the process handles signals once for all queues
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.SIGNALS = []  # the process handles signals once for all queues
 
 
 def worker_parts(platform: Platform) -> list[WorkerPart]:

@@ -32,6 +32,8 @@ UP_TIMEOUT_S = 120
 STOP_TIMEOUT_S = 45
 
 
+pytestmark = pytest.mark.live
+
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)

@@ -252,6 +252,7 @@ def _names(notifications: list[dict[str, Any]], path: str) -> set[tuple[str, str
     }
 
 
+@pytest.mark.live
 def test_real_alertmanager_inhibits_and_routes(alertmanager: str, sink: Any) -> None:
     """In a running Alertmanager with our config: RedisDown silences QueueBacklogHigh, the
     critical APIErrorBudgetBurn silences its warning twin, the P1 alerts arrive at the pager
