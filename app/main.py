@@ -18,6 +18,7 @@ from app.plugins import opentelemetry_plugin, prometheus_config, structlog_plugi
 from app.queue.plugin import QueuePlugin
 from app.realtime.plugin import RealtimePlugin
 from app.runtime import Runtime
+from app.web import routes_for as web_routes
 from observability import tracing
 from observability.metrics import REALTIME_MAX_CONNECTIONS
 
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await runtime.stop()
 
     app = Litestar(
-        route_handlers=[health.healthz, health.readyz, health.health, health.metrics, *AUTOSAVE_ROUTES],
+        route_handlers=[health.healthz, health.readyz, health.health, health.metrics, *AUTOSAVE_ROUTES,
+                        *web_routes(settings)],
         plugins=[structlog_plugin(settings), opentelemetry_plugin(), QueuePlugin(), RealtimePlugin()],
         middleware=[prometheus_config().middleware, EdgeMiddleware()],
         exception_handlers=EXCEPTION_HANDLERS,
