@@ -55,6 +55,7 @@ export function startNumbers({ token, onSample }) {
     samples.push(sample);
     if (samples.length > KEEP) samples.shift();
     note.textContent = 'This API process, polled every 3 s.';
+    /** @type {HTMLElement} */ (document.getElementById('chart-box')).hidden = false;
     renderNumbers(sample);
     renderChart(samples);
     onSample?.(sample);
@@ -94,9 +95,11 @@ function renderNumbers(s) {
 function renderChart(samples) {
   const svg = /** @type {SVGSVGElement | null} */ (document.getElementById('chart'));
   if (!svg) return;
-  const w = 600; const h = 140; const pad = 18;
-  const top = Math.max(1, ...samples.flatMap((s) => SERIES.map((x) => s[x.key] ?? 0)));
-  const x = (/** @type {number} */ i) => pad + (i * (w - 2 * pad)) / (KEEP - 1);
+  const w = 600; const h = 140; const pad = 20;
+  const highest = Math.max(0, ...samples.flatMap((s) => SERIES.map((x) => s[x.key] ?? 0)));
+  const top = Math.max(4, Math.ceil(highest / 4) * 4); // whole-number gridlines at 0, top/2, top
+  const offset = KEEP - samples.length; // newest sample at the right edge
+  const x = (/** @type {number} */ i) => pad + ((i + offset) * (w - 2 * pad)) / (KEEP - 1);
   const y = (/** @type {number} */ v) => h - pad - (v / top) * (h - 2 * pad);
   const nodes = [];
   for (const frac of [0, 0.5, 1]) {

@@ -121,7 +121,11 @@ async function openDraft(draftId) {
     $('conflict-text').textContent = `Not saved: ${c.detail}`;
     $('conflict').hidden = false;
   });
-  if (draftId) followDraft(draftId);
+  if (draftId) {
+    followDraft(draftId);
+    $('save-status').dataset.state = 'saved';
+    $('save-status').textContent = `saved v${version}`;
+  }
 }
 
 /** @param {string} draftId */
@@ -276,6 +280,7 @@ $('new-draft').addEventListener('click', async () => {
   params.delete('draft');
   history.replaceState(null, '', `?${params}`);
   $('body').value = '';
+  hook.draftId = null;
   if (draftChannel) realtime.unsubscribe(draftChannel);
   draftChannel = '';
   $('build').disabled = true;
