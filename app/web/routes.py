@@ -32,8 +32,8 @@ STATIC_CACHE = "public, max-age=300, must-revalidate"
 revalidation a 304 without a body."""
 DEV_TOKEN_TTL_S = 3600
 _USER_ID = re.compile(r"^[A-Za-z0-9._@:-]+$")
-_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
-          ".html": "text/html; charset=utf-8"}
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+"""Litestar adds ``; charset=utf-8`` to text types itself."""
 
 
 class Asset(msgspec.Struct, frozen=True):

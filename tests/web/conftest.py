@@ -41,6 +41,8 @@ CHROMIUM_FLAGS = [
     "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows", "--window-size=1280,1100",
 ]
+PROD_LIMIT = 3
+"""AUTOSAVE_RATE_LIMIT_PER_MINUTE of :func:`prod_api`."""
 WEB_ENV = {
     "DRAFTWIRE_ENV": "dev",  # the demo's dev sign-in (POST /demo/token) exists only in dev
     "AUTOSAVE_FLUSH_DELAY": "300ms",
@@ -96,6 +98,14 @@ def stack(spawn: Callable[..., ServiceProcess], web_redis: RedisServer, migrated
     return Stack(spawn("api", **env), spawn("worker", **env), web_redis, migrated)
 
 
+@pytest.fixture(scope="package")
+def prod_api(spawn: Callable[..., ServiceProcess], stack: Stack) -> ServiceProcess:
+    """A second API on the same Redis and Postgres, configured as outside dev (no dev sign-in) and
+    with a low autosave limit, so a burst of saves meets a real 429."""
+    return spawn("api", **{**WEB_ENV, "DRAFTWIRE_ENV": "test", "AUTOSAVE_RATE_LIMIT_PER_MINUTE": str(PROD_LIMIT),
+                           "REDIS_URL": stack.redis.url})
+
+
 # --- the browser -------------------------------------------------------------------------------------
 @dataclass
 class Page:
@@ -133,6 +143,13 @@ class Page:
                 " connection: (h.connection||[]).slice(-5), events: (h.events||[]).length, build: h.build})"
             )
             raise TimeoutException(f"waited {timeout} s for {what or expression}; page saw {hook}") from None
+
+    def paste_token(self, token: str) -> Page:
+        """The sign-in every environment offers: a pasted session token."""
+        self.type("paste-token", token)
+        self.driver.find_element(By.ID, "paste-signin").click()
+        self.wait("window.__draftwire.signedIn", what="sign-in with a pasted token")
+        return self
 
     def sign_in(self, user: str, *, admin: bool = False) -> Page:
         """The dev sign-in form (POST /demo/token)."""
