@@ -32,7 +32,7 @@ STATIC_CACHE = "public, max-age=300, must-revalidate"
 revalidation a 304 without a body."""
 DEV_TOKEN_TTL_S = 3600
 _USER_ID = re.compile(r"^[A-Za-z0-9._@:-]+$")
-_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html", ".svg": "image/svg+xml"}
 """Litestar adds ``; charset=utf-8`` to text types itself."""
 
 

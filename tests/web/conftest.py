@@ -167,6 +167,10 @@ class Page:
         self.focus()
         self.driver.find_element(By.ID, element_id).send_keys(text)
 
+    def console_errors(self) -> list[str]:
+        """Console errors since the last call (CSP violations and uncaught exceptions show here)."""
+        return [entry["message"] for entry in self.driver.get_log("browser") if entry["level"] == "SEVERE"]
+
     def hook(self, path: str) -> Any:
         return self.js(f"return window.__draftwire.{path}")
 
@@ -203,6 +207,7 @@ def _chromium(profile: Path, block_websocket: bool) -> webdriver.Chrome:
     options.binary_location = CHROMIUM
     for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={profile}"]:
         options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console: CSP violations, errors
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     if block_websocket:
         # A real block, before any page script runs: the page has no WebSocket at all.

@@ -74,6 +74,7 @@ def test_build_streams_every_section_in_order(stack: Stack, browser: Browser) ->
     # The first sample may predate the socket; a later one (every 3 s) counts this page.
     page.wait("Number(document.querySelector('[data-metric=\"connections\"] dd').textContent) >= 1",
               timeout=10, what="the gateway to count this page's connection")
+    assert page.console_errors() == []  # the page runs under its strict CSP without a violation
 
 
 def test_api_restart_mid_build(stack: Stack, browser: Browser, token: Callable[..., str]) -> None:
