@@ -24,10 +24,16 @@ def _draft(stack: Stack, token: str, sections: int) -> str:
     return res.json()["draftId"]  # type: ignore[no-any-return]
 
 
-def _start_build(page: Page, draft_id: str, sections: int) -> str:
+def _build_on_page(stack: Stack, browser: Browser, sections: int, *, admin: bool = False,
+                   query: str = "") -> tuple[Page, str]:
+    """A fresh user signed in on the demo page, with a saved draft of ``sections`` sections open,
+    and a build of it started by the page's button: the page and the build's job id."""
+    page = browser.page().sign_in(f"web-{uuid.uuid4().hex[:10]}", admin=admin)
+    draft_id = _draft(stack, page.js("return localStorage.getItem('draftwire.demo.token')"), sections)
+    page.open(f"/demo?draft={draft_id}{query}")
     page.wait(f"document.getElementById('body').value.includes('## Section {sections:03d}')", what="the draft")
     page.driver.find_element("id", "build").click()
-    return page.wait("window.__draftwire.build.jobId", what="the build to be queued")  # type: ignore[no-any-return]
+    return page, page.wait("window.__draftwire.build.jobId", what="the build to be queued")
 
 
 def _assert_whole_build(page: Page, job_id: str, sections: int) -> None:
@@ -62,12 +68,7 @@ def _freeze_mid_build(stack: Stack, page: Page, job_id: str) -> int:
 def test_build_streams_every_section_in_order(stack: Stack, browser: Browser) -> None:
     """A build started on the page lists every section as it completes, in order; the live numbers
     panel (admin) shows this connection and the queues."""
-    user = f"web-{uuid.uuid4().hex[:10]}"
-    page = browser.page().sign_in(user, admin=True)
-    token = page.js("return localStorage.getItem('draftwire.demo.token')")
-    draft_id = _draft(stack, token, 12)
-    page.open(f"/demo?draft={draft_id}")
-    job_id = _start_build(page, draft_id, 12)
+    page, job_id = _build_on_page(stack, browser, 12, admin=True)
     _assert_whole_build(page, job_id, 12)
     assert page.js("return document.getElementById('build-status').textContent").startswith("completed, ")
     page.wait("document.querySelectorAll('#chart polyline').length === 4", what="the live numbers chart")
@@ -77,14 +78,10 @@ def test_build_streams_every_section_in_order(stack: Stack, browser: Browser) ->
     assert page.console_errors() == []  # the page runs under its strict CSP without a violation
 
 
-def test_api_restart_mid_build(stack: Stack, browser: Browser, token: Callable[..., str]) -> None:
+def test_api_restart_mid_build(stack: Stack, browser: Browser) -> None:
     """The API restarted mid-build (the page's socket closed with 1001): the page reconnects,
     resubscribes from its last seq and ends with every event, no gap, no duplicate."""
-    user = f"web-{uuid.uuid4().hex[:10]}"
-    page = browser.page().sign_in(user)
-    draft_id = _draft(stack, token(user), LONG)
-    page.open(f"/demo?draft={draft_id}")
-    job_id = _start_build(page, draft_id, LONG)
+    page, job_id = _build_on_page(stack, browser, LONG)
     _freeze_mid_build(stack, page, job_id)
     try:
         stack.api.stop()  # SIGTERM: the gateway drains, closing the socket with 1001
@@ -96,14 +93,11 @@ def test_api_restart_mid_build(stack: Stack, browser: Browser, token: Callable[.
     assert page.hook("connection.filter(s => s.state === 'open').length") >= 2  # it came back
 
 
-def test_redis_killed_mid_build(stack: Stack, browser: Browser, token: Callable[..., str]) -> None:
+def test_redis_killed_mid_build(stack: Stack, browser: Browser) -> None:
     """Redis killed and restarted mid-build: the gateway backfills from Postgres and the page ends
     with every event, no gap, no duplicate."""
-    user = f"web-{uuid.uuid4().hex[:10]}"
-    page = browser.page().sign_in(user)
-    draft_id = _draft(stack, token(user), LONG)
-    page.open(f"/demo?draft={draft_id}")
-    job_id = _start_build(page, draft_id, LONG)
+    page, job_id = _build_on_page(stack, browser, LONG)
+    reconnects = stack.api.metric("realtime_redis_reconnects_total")
     _freeze_mid_build(stack, page, job_id)
     try:
         stack.kill_redis()
@@ -111,21 +105,17 @@ def test_redis_killed_mid_build(stack: Stack, browser: Browser, token: Callable[
     finally:
         stack.resume_worker()
     _assert_whole_build(page, job_id, LONG)
+    assert stack.api.metric("realtime_redis_reconnects_total") > reconnects  # the gateway did lose Redis
 
 
 @pytest.mark.parametrize("block", ["page-option", "websocket-removed"])
-def test_sse_fallback_sees_every_event(stack: Stack, browser_factory: Callable[..., Browser],
-                                       token: Callable[..., str], block: str) -> None:
+def test_sse_fallback_sees_every_event(stack: Stack, browser_factory: Callable[..., Browser], block: str) -> None:
     """Without WebSockets (asked for with ?transport=sse, or WebSocket missing from the page
     altogether) the page follows the build over SSE and still sees every event."""
     browser = browser_factory(block_websocket=block == "websocket-removed")
-    user = f"web-{uuid.uuid4().hex[:10]}"
-    page = browser.page().sign_in(user)
-    draft_id = _draft(stack, token(user), 30)
-    page.open(f"/demo?draft={draft_id}" + ("&transport=sse" if block == "page-option" else ""))
+    page, job_id = _build_on_page(stack, browser, 30, query="&transport=sse" if block == "page-option" else "")
+    _assert_whole_build(page, job_id, 30)
     if block == "websocket-removed":
         assert page.js("return typeof window.WebSocket") == "undefined"
-    job_id = _start_build(page, draft_id, 30)
-    _assert_whole_build(page, job_id, 30)
     assert page.hook("transport") == "sse"
     assert page.hook("connection.every(s => s.transport === 'sse')")

@@ -128,3 +128,31 @@ test('realtime: events batches, duplicates dropped, gap resubscribes from the la
   assert.deepEqual(ws.sent.slice(1), [{ op: 'unsubscribe', channel: 'job:1' }, { op: 'subscribe', channel: 'job:1', sinceSeq: 3 }]);
   rt.close();
 });
+
+test('realtime: pings while quiet, drops a silent connection, resumes after 1001 from the last seq', async () => {
+  const statuses = [];
+  const rt = createRealtime({ token: 't', WebSocket: FakeSocket, pingMs: 20, deadAfterMs: 150,
+    backoff: { baseMs: 10, capMs: 10 }, fetch: async () => ({ ok: false }) });
+  rt.on('status', (s) => statuses.push(s));
+  rt.subscribe('job:2');
+  const first = FakeSocket.last;
+  first.open();
+  first.frame({ op: 'subscribed', channel: 'job:2', headSeq: 0 });
+  first.frame({ op: 'event', channel: 'job:2', seq: 1, type: 'x', data: {}, ts: '' });
+  await tick(60);
+  assert.ok(first.sent.some((f) => f.op === 'ping'));
+  await tick(250); // no pong, no event: dead
+  const second = FakeSocket.last;
+  assert.notEqual(second, first);
+  assert.ok(statuses.some((s) => s.code === 4000 && s.state === 'reconnecting'));
+  second.open();
+  assert.deepEqual(second.sent[0], { op: 'subscribe', channel: 'job:2', sinceSeq: 1 });
+  second.frame({ op: 'subscribed', channel: 'job:2', headSeq: 1 });
+  second.readyState = 3;
+  second.onclose({ code: 1001 });
+  assert.match(statuses.at(-1).text, /^server restarting, reconnecting in 1 s$/);
+  await tick(30);
+  FakeSocket.last.open();
+  assert.deepEqual(FakeSocket.last.sent[0], { op: 'subscribe', channel: 'job:2', sinceSeq: 1 });
+  rt.close();
+});
