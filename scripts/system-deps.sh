@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the Debian packages Draftwire's dev stack and test suite run for real:
-# redis-server, PostgreSQL server binaries, Prometheus (promtool) and Alertmanager (amtool).
+# redis-server, PostgreSQL server binaries, Prometheus (promtool), Alertmanager (amtool), and
+# headless Chromium with its WebDriver for the browser tests (tests/web).
 # Installs only what is missing; needs root (or sudo) the first time.
 set -euo pipefail
 
@@ -10,6 +11,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/n
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)
 command -v pg_dump >/dev/null || need+=(postgresql-client)
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

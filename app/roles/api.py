@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from litestar import Litestar
 
-from app import autosave, builds, jobs, queue, realtime
+from app import autosave, builds, jobs, queue, realtime, web
 from app import config as config_module
 from app.config import Settings
 from app.parts import HttpPart
@@ -29,6 +29,7 @@ def api_parts(platform: Platform) -> list[HttpPart]:
         queue.http_part(platform.queues),
         realtime.publish_part(platform),
         realtime.gateway_part(platform),
+        web.http_part(platform.settings),
     ]
 
 
