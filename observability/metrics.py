@@ -37,6 +37,17 @@ REDIS_UP = Gauge("redis_up", "1 when the last Redis ping answered")
 DATABASE_UP = Gauge("database_up", "1 when the last Postgres ping answered")
 
 # --- API -----------------------------------------------------------------------------------------
+# The HTTP instruments keep the names and labels of Litestar's Prometheus plugin (prefix "http",
+# group_path=True, app_name "draftwire"), which app/http/edge.py replaces on the hot path.
+HTTP_LABELS = ["method", "path", "status_code", "app_name"]
+HTTP_REQUESTS = Counter("http_requests_total", "Total requests", HTTP_LABELS)
+HTTP_REQUEST_DURATION = Histogram(
+    "http_request_duration_seconds", "Request duration, in seconds", HTTP_LABELS, buckets=FAST_BUCKETS
+)
+HTTP_REQUESTS_IN_PROGRESS = Gauge(
+    "http_requests_in_progress", "Total requests currently in progress", HTTP_LABELS, multiprocess_mode="livesum"
+)
+HTTP_REQUEST_ERRORS = Counter("http_requests_error_total", "Total errors in requests", HTTP_LABELS)
 READYZ_UP = Gauge("readyz_up", "1 when /readyz would answer 200")
 RATE_LIMIT_EVENTS = Counter(
     "rate_limit_events_total", "Requests refused by a rate limit", ["scope", "endpoint"]

@@ -18,8 +18,14 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 _configured = False
 
 
+def enabled() -> bool:
+    """False when ``OTEL_SDK_DISABLED=true``: no span is made at all, so none is paid for."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() != "true"
+
+
 def configure(service_name: str, *extra_processors: SpanProcessor) -> TracerProvider:
-    """Install a TracerProvider once per process; instrument redis and psycopg."""
+    """Install a TracerProvider once per process; instrument redis and psycopg (unless the SDK is
+    disabled: the instrumentation's wrappers would then cost a call per command for nothing)."""
     global _configured
     provider = trace.get_tracer_provider()
     if _configured and isinstance(provider, TracerProvider):
@@ -40,7 +46,8 @@ def configure(service_name: str, *extra_processors: SpanProcessor) -> TracerProv
     for processor in extra_processors:
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
-    _instrument_clients()
+    if enabled():
+        _instrument_clients()
     _configured = True
     return provider
 

@@ -1,52 +1,16 @@
-"""Telemetry wiring as Litestar plugins: OpenTelemetry, Prometheus and structlog, each Litestar's
-own. The order matters: the OTel middleware is outermost (the plugin puts it there), so the
-Prometheus middleware observes inside the request span and can attach its trace id as exemplar."""
+"""Logging wiring as Litestar's own structlog plugin: handlers get the same structured logger.
+
+Request spans and request metrics are not plugins here: :mod:`app.http.edge` makes them in one
+layer with the rest of the edge (decision 0004 has the measurement)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar.connection import Request
-from litestar.enums import ScopeType
+import structlog
 from litestar.logging.config import StructLoggingConfig
-from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
-from litestar.plugins.prometheus import PrometheusConfig
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
 
 from app.config import Settings
 from observability import logging as obs_logging
-from observability.metrics import FAST_BUCKETS, exemplar
-
-
-def _exemplar(_: Request[Any, Any, Any]) -> dict[str, str]:
-    return exemplar() or {}
-
-
-def prometheus_config() -> PrometheusConfig:
-    # prefix="http" + group_path=True gives the contract's http_requests_total and
-    # http_request_duration_seconds labelled by route template. WebSocket scopes stay out.
-    return PrometheusConfig(
-        app_name="draftwire",
-        prefix="http",
-        group_path=True,
-        buckets=list(FAST_BUCKETS),
-        exemplars=_exemplar,
-        scopes={ScopeType.HTTP},
-        exclude=["^/metrics$"],
-    )
-
-
-def opentelemetry_plugin() -> OpenTelemetryPlugin:
-    # Streams (/ws, SSE) live for hours and would get a span per frame: the realtime gateway
-    # makes its own delivery spans, continuing each event's trace instead. No child spans per
-    # ASGI receive/send message either: they cost more than the request's own work and say
-    # nothing the server span does not.
-    return OpenTelemetryPlugin(
-        OpenTelemetryConfig(
-            exclude=["^/metrics$", "^/healthz$", "^/readyz$", "^/ws$", "^/api/events$"],
-            exclude_spans=["receive", "send"],
-        )
-    )
 
 
 def structlog_plugin(settings: Settings) -> StructlogPlugin:
@@ -54,8 +18,6 @@ def structlog_plugin(settings: Settings) -> StructlogPlugin:
     # Our processors and handler are installed by observability.logging.configure; the plugin
     # gives handlers the same logger. Litestar's request logging is off: ours writes the
     # contract's `request` line (route, status, latency_ms) in app.http.edge.
-    import structlog
-
     logging_config = StructLoggingConfig(
         processors=structlog.get_config()["processors"],
         logger_factory=structlog.get_config()["logger_factory"],

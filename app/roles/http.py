@@ -13,8 +13,8 @@ from app import health
 from app.auth.guards import auth_dependencies
 from app.errors import EXCEPTION_HANDLERS
 from app.health import Readiness
-from app.http.edge import EdgeMiddleware
-from app.http.telemetry import opentelemetry_plugin, prometheus_config, structlog_plugin
+from app.http.edge import edge_middleware
+from app.http.telemetry import structlog_plugin
 from app.parts import HttpPart, provide
 from app.platform import Platform
 from app.roles.tuning import tune_gc
@@ -53,8 +53,8 @@ def build_app(platform: Platform, parts: Sequence[HttpPart], *, tune_process: bo
     app = Litestar(
         route_handlers=routes,
         dependencies=dependencies,
-        plugins=[structlog_plugin(settings), opentelemetry_plugin()],
-        middleware=[prometheus_config().middleware, EdgeMiddleware(settings, platform.limiter)],
+        plugins=[structlog_plugin(settings)],
+        middleware=[edge_middleware(settings, platform.limiter)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[platform_lifespan, *(span for part in parts for span in part.lifespans)],
         openapi_config=OPENAPI,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -57,10 +58,13 @@ def test_the_worker_yields_the_cpu_to_the_api(fast_saves: tuple[ServiceProcess, 
 async def test_rapid_saves_coalesce_into_at_most_two_writes(
     fast_saves: tuple[ServiceProcess, ServiceProcess], token: Callable[..., str], owner_conn: psycopg.AsyncConnection
 ) -> None:
-    """100 rapid saves of one draft end in Postgres as version 100 with at most 2 writes."""
+    """100 rapid saves of one draft end in Postgres as version 100 with at most one write per
+    1 s window the saves spanned, plus one (2 writes when they fit in a second, as they do on an
+    idle host; a loaded host stretching them over 3 s may write 4 times, never 100)."""
     api, worker = fast_saves
     headers = auth(token())
     coalesced_before = worker.metric("autosave_saves_coalesced_total")
+    started = time.monotonic()
     async with client(api.url) as http:
         first = (await http.post("/api/autosave", json=save_body("v1"), headers=headers)).json()
         for version in range(2, 101):
@@ -68,10 +72,11 @@ async def test_rapid_saves_coalesce_into_at_most_two_writes(
                 "/api/autosave", json=save_body(f"v{version}", draftId=first["draftId"]), headers=headers
             )
             assert response.json()["version"] == version
+    windows = math.ceil(time.monotonic() - started)  # AUTOSAVE_FLUSH_DELAY is 1 s here
     row = await eventually(lambda: _row(owner_conn, first["draftId"]), lambda r: r is not None and r[0] == 100)
     assert row[1] == "v100"
     writes = await _saved_events(owner_conn, first["draftId"])
-    assert 1 <= len(writes) <= 2 and writes[-1] == 100, writes
+    assert 1 <= len(writes) <= max(2, windows + 1) and writes[-1] == 100, (writes, windows)
     assert worker.metric("autosave_saves_coalesced_total") - coalesced_before == 100 - len(writes)
 
 
