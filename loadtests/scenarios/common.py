@@ -6,6 +6,8 @@ The suite (``loadtests/suite.py``) starts Locust with these in the environment:
 - ``LOADTEST_PARAMS``: the scenario's section of the config, as JSON (sizes, rates, durations);
 - ``JWT_SECRET``: to sign the users' session tokens (never logged);
 - ``LOADTEST_RESULT``: where the master (or the single process) writes the counts it gathered;
+- ``LOADTEST_STARTED``: a file the master touches when the test starts (after start-up);
+- ``LOADTEST_CSV``: Locust's ``--csv`` prefix, rewritten with the final figures at exit;
 - ``LOADTEST_FAULT`` (tests only): ``drop_one`` / ``dup_one`` make one broadcast subscriber lose
   or repeat one event on the client side; ``hog`` makes the generator busy so it saturates.
 
@@ -14,6 +16,7 @@ Workers on other machines need the same ``LOADTEST_PARAMS`` and ``JWT_SECRET``.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import time
@@ -27,6 +30,7 @@ import locust.stats
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
+from locust.stats import StatsCSV
 
 from app.auth import issue
 
@@ -122,12 +126,13 @@ def _lag_probe(env: Environment) -> None:
 
 
 def _hog() -> None:
-    """Test fault ``hog``: keep this process's CPU busy in 300 ms slices (the generator saturates)."""
+    """Test fault ``hog``: keep this process's CPU busy 97 % of the time in 300 ms slices, so the
+    generator saturates and its event loop falls behind, yet the run still finishes."""
     while True:
         until = time.perf_counter() + 0.3
         while time.perf_counter() < until:
             pass
-        gevent.sleep(0)
+        gevent.sleep(0.01)
 
 
 @events.init.add_listener
@@ -143,6 +148,9 @@ def _on_init(environment: Environment, **_: Any) -> None:
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
+    if not isinstance(environment.runner, WorkerRunner) and os.environ.get("LOADTEST_STARTED"):
+        with open(os.environ["LOADTEST_STARTED"], "w") as out:  # the suite watches CPU from here on
+            out.write(f"{time.time()}\n")
     if isinstance(environment.runner, MasterRunner):
         return  # the master generates no load; its workers are watched
     gevent.spawn(_lag_probe, environment)
@@ -152,10 +160,20 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
 
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        return
     path = os.environ.get("LOADTEST_RESULT")
-    if path and not isinstance(environment.runner, WorkerRunner):
+    if path:
         with open(path, "w") as out:
             json.dump({"counts": dict(_counts), **RESULT}, out)
+    prefix = os.environ.get("LOADTEST_CSV")
+    if prefix:
+        # Locust rewrites its CSVs once a second and not at exit, so a run that ends between two
+        # writes would leave its last second out: write the final figures now.
+        final = StatsCSV(environment, locust.stats.PERCENTILES_TO_REPORT)
+        for suffix, write in (("stats", final.requests_csv), ("failures", final.failures_csv)):
+            with open(f"{prefix}_{suffix}.csv", "w", newline="") as out:
+                write(csv.writer(out))
 
 
 RESULT: dict[str, Any] = {}
