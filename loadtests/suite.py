@@ -102,6 +102,7 @@ def run_scenario(name: str, params: dict[str, Any], *, args: argparse.Namespace,
     notes: dict[str, str] = {}
     if name == "capacity":
         measured, notes, saturated = generators.capacity(outcome, done.cpu, limits)
+        saturated = saturated or generators.saturation(done.cpu, outcome, limits)  # a late event loop too
     else:
         measured, saturated = results.FIGURES[name](outcome), generators.saturation(done.cpu, outcome, limits)
     if done.timed_out:
