@@ -13,6 +13,7 @@ help:
 	@echo "make test    install what the suite needs and run every test (fast tier, then live tier)"
 	@echo "make test-fast  only the tests that start no server (under a minute)"
 	@echo "make bench   run the benchmarks recorded in docs/BENCHMARKS.md"
+	@echo "make loadtest  the Locust suite on its own stack (LOADTEST_CONFIG=staging, LOADTEST_ARGS=--workers 2)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +51,12 @@ bench: system-deps deps
 	$(PY) -m loadtests.bench_autosave
 	$(PY) -m loadtests.bench_queue
 	$(PY) loadtests/bench_realtime.py
+
+# The Locust suite against a throwaway stack; reports in loadtests/reports/<date>-<config>/.
+LOADTEST_CONFIG ?= smoke
+loadtest: system-deps deps
+	$(PY) -m loadtests.suite --config loadtests/configs/$(LOADTEST_CONFIG).yaml --start-stack \
+		--output loadtests/reports/$$(date +%F)-$(LOADTEST_CONFIG) --label $(LOADTEST_CONFIG) $(LOADTEST_ARGS)
 
 clean:
 	rm -rf .data $(VENV)

@@ -74,9 +74,30 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--admin", action="store_true", help="grant the admin role")
     token.add_argument("--ttl", default="1h", help="lifetime, e.g. 1h, 30m (default 1h)")
     token.set_defaults(run=_token)
+    loadtest = sub.add_parser(
+        "loadtest", help="the Locust load-test suite (from a source checkout): draftwire loadtest suite --help"
+    )
+    loadtest.add_argument("action", choices=["suite"], help="suite: run a config's scenarios and gate on the SLOs")
+    loadtest.add_argument("args", nargs=argparse.REMAINDER, help="the suite's own options")
+    loadtest.set_defaults(run=_loadtest, needs_settings=False)
     for extend in _extensions():
         extend(sub)
     return root
+
+
+def _loadtest(args: argparse.Namespace, settings: Settings | None) -> int:
+    """Delegates to ``loadtests.suite`` of the checkout: the load tests are not shipped."""
+    import importlib
+    import os
+
+    sys.path.insert(0, os.getcwd())  # the checkout's loadtests/ package, when run from its root
+    try:
+        suite = importlib.import_module("loadtests.suite")
+    except ImportError as exc:
+        print(f"draftwire loadtest needs a source checkout with the load extra: run it from the repository root "
+              f"after `make deps` ({exc})", file=sys.stderr)
+        return 2
+    return int(suite.main(list(args.args)))
 
 
 def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:  # type: ignore[type-arg]
@@ -88,6 +109,8 @@ def _extensions() -> list[Callable[[argparse._SubParsersAction], None]]:  # type
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if not getattr(args, "needs_settings", True):
+        return int(args.run(args, None))
     try:
         settings = config_module.load()
     except ConfigError as exc:
