@@ -4,12 +4,14 @@ the worker side :mod:`.flush`; :func:`http_part` and :func:`worker_part` are wha
 
 from __future__ import annotations
 
+from litestar.di import Provide
+
 from app.autosave.flush import FlushBatcher, FlushFollowUp, flush_handler
-from app.autosave.routes import ROUTES
+from app.autosave.routes import ROUTES, user_drafts
 from app.autosave.service import FLUSH_FUNCTION, JOB_PREFIX, AutosaveService
 from app.autosave.store import DraftStore
 from app.jobs import Unrecorded
-from app.parts import HttpPart, WorkerPart, provide
+from app.parts import HttpPart, WorkerPart
 from app.platform import Platform
 from app.queue.names import AUTOSAVE
 from app.queue.worker import job_defaults
@@ -34,7 +36,7 @@ def unrecorded_jobs(autosave: AutosaveService) -> tuple[str, Unrecorded]:
 def http_part(autosave: AutosaveService) -> HttpPart:
     return HttpPart(
         routes=list(ROUTES),
-        dependencies={"autosave_service": provide(autosave)},
+        dependencies={"drafts": Provide(user_drafts(autosave), sync_to_thread=False)},
         health={"autosave": autosave.health},
     )
 
