@@ -11,7 +11,7 @@ from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
-from app.auth import Principal
+from app.auth import CurrentUser, Principal
 from app.autosave.service import AutosaveService, parse_save
 from app.errors import ApiError, not_found
 
@@ -37,7 +37,7 @@ class UserDrafts:
 def user_drafts(service: AutosaveService) -> Any:
     """The provider of ``drafts``: the service, bound to the ``user`` dependency."""
 
-    def drafts(user: Principal) -> UserDrafts:
+    def drafts(user: CurrentUser) -> UserDrafts:
         return UserDrafts(service, user)
 
     return drafts
