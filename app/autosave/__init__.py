@@ -4,10 +4,9 @@ the worker side :mod:`.flush`; :func:`http_part` and :func:`worker_part` are wha
 
 from __future__ import annotations
 
-from litestar.di import Provide
-
+from app.auth.bound import for_user
 from app.autosave.flush import FlushBatcher, FlushFollowUp, flush_handler
-from app.autosave.routes import ROUTES, user_drafts
+from app.autosave.routes import ROUTES
 from app.autosave.service import FLUSH_FUNCTION, JOB_PREFIX, AutosaveService
 from app.autosave.store import DraftStore
 from app.jobs import Unrecorded
@@ -36,7 +35,7 @@ def unrecorded_jobs(autosave: AutosaveService) -> tuple[str, Unrecorded]:
 def http_part(autosave: AutosaveService) -> HttpPart:
     return HttpPart(
         routes=list(ROUTES),
-        dependencies={"drafts": Provide(user_drafts(autosave), sync_to_thread=False)},
+        dependencies={"drafts": for_user(autosave)},
         health={"autosave": autosave.health},
     )
 

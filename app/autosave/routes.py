@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 
-from app.auth import CurrentUser, Principal
+from app.auth.bound import ForUser
 from app.autosave.service import AutosaveService, parse_save
 from app.errors import ApiError, not_found
 
@@ -20,27 +19,8 @@ BODY_LIMIT_FACTOR = 2
 refused unread with 413; the exact limit applies to the payload once parsed."""
 
 
-@dataclass(frozen=True, slots=True)
-class UserDrafts:
-    """The caller's drafts: the service bound to the authenticated user (one dependency that
-    depends on ``user``, so Litestar resolves the two in sequence instead of spawning a task
-    group per request for two independent ones)."""
-
-    service: AutosaveService
-    user: Principal
-
-    @property
-    def user_id(self) -> str:
-        return self.user.user_id
-
-
-def user_drafts(service: AutosaveService) -> Any:
-    """The provider of ``drafts``: the service, bound to the ``user`` dependency."""
-
-    def drafts(user: CurrentUser) -> UserDrafts:
-        return UserDrafts(service, user)
-
-    return drafts
+UserDrafts = ForUser[AutosaveService]
+"""The caller's drafts: the service bound to the authenticated user."""
 
 
 @post("/api/autosave", status_code=202, request_max_body_size=None)
