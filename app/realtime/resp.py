@@ -8,7 +8,7 @@ URLs: ``redis://[[user]:password@]host[:port]``, ``rediss://...`` (TLS; the serv
 is verified against the system trust store, or the CA file ``SSL_CERT_FILE`` names, and must
 match the host), ``unix://[[user]:password@]/path/to/socket``. The database number is ignored:
 pub/sub spans every database. A refused AUTH, or a server that wants a password it was not
-given, is a ``ConnectionError`` saying so (tests/realtime/test_resp.py).
+given, is a :class:`Refused` (a ``ConnectionError``) saying so (tests/realtime/test_resp.py).
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from urllib.parse import unquote, urlparse
 import hiredis
 
 CONNECT_TIMEOUT_S = 2.0
+
+
+class Refused(ConnectionError):
+    """Redis answered but refused us (wrong or missing credentials): the message says what to fix."""
 
 
 def _command(*parts: str) -> bytes:
@@ -66,13 +70,13 @@ class PubSubConnection:
             self._write(_command("AUTH", *auth))
             reply = await self.read_one()
             if isinstance(reply, Exception):
-                raise ConnectionError(f"redis AUTH refused ({reply}): check the user and password in REDIS_URL")
+                raise Refused(f"redis AUTH refused ({reply}): check the user and password in REDIS_URL")
             return
         self._write(_command("PING"))
         reply = await self.read_one()
         if isinstance(reply, Exception):
             hint = ": REDIS_URL needs the password" if str(reply).startswith("NOAUTH") else ""
-            raise ConnectionError(f"redis refused the connection ({reply}){hint}")
+            raise Refused(f"redis refused the connection ({reply}){hint}")
 
     def _write(self, data: bytes) -> None:
         if self._writer.is_closing():

@@ -12,11 +12,12 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
+from structlog.testing import capture_logs
 
+from app.realtime.hub import RedisHub
 from app.realtime.resp import PubSubConnection
 from devstack.servers import RedisServer
 
@@ -95,13 +96,9 @@ async def open_conn(opened: list[PubSubConnection], url: str) -> PubSubConnectio
     return conn
 
 
-async def publisher_for(url: str, **kwargs: Any) -> Redis:
-    return Redis.from_url(url, **kwargs)
-
-
 async def test_password_auth(secured: RedisServer, opened: list[PubSubConnection]) -> None:
     """With the password in the URL (``redis://:pw@host``) AUTH succeeds and pub/sub works."""
-    publisher = await publisher_for(secured.url)
+    publisher = Redis.from_url(secured.url)
     try:
         await roundtrip(await open_conn(opened, secured.url), publisher)
     finally:
@@ -111,7 +108,7 @@ async def test_password_auth(secured: RedisServer, opened: list[PubSubConnection
 async def test_acl_user_auth(secured: RedisServer, opened: list[PubSubConnection]) -> None:
     """An ACL user allowed only what the gateway does (SUBSCRIBE, UNSUBSCRIBE, PING on
     ``dw:events:*``) authenticates as ``redis://user:pw@host`` and receives announcements."""
-    publisher = await publisher_for(secured.url)
+    publisher = Redis.from_url(secured.url)
     try:
         user_pw = f"gw-{uuid.uuid4().hex}"
         await publisher.execute_command("ACL", "SETUSER", "gateway", "on", f">{user_pw}", "resetchannels",
@@ -149,7 +146,7 @@ async def test_missing_password_is_a_clear_error(secured: RedisServer) -> None:
 async def test_unix_socket(secured: RedisServer, opened: list[PubSubConnection]) -> None:
     """``unix://:pw@/path/to/redis.sock``: connects over the socket, authenticates, receives."""
     assert secured.unix_socket is not None
-    publisher = await publisher_for(secured.url)
+    publisher = Redis.from_url(secured.url)
     try:
         url = f"unix://:{PASSWORD}@{secured.unix_socket}"
         await roundtrip(await open_conn(opened, url), publisher)
@@ -169,11 +166,12 @@ async def test_unix_socket_wrong_password(secured: RedisServer) -> None:
 async def test_tls(tls_server: RedisServer, certificate: tuple[Path, Path], opened: list[PubSubConnection],
                    monkeypatch: pytest.MonkeyPatch) -> None:
     """``rediss://``: TLS with the server's certificate verified (here trusted through
-    ``SSL_CERT_FILE``, as an operator with a private CA would), AUTH, then pub/sub."""
+    ``SSL_CERT_FILE``, as an operator with a private CA would), AUTH, then pub/sub. The same URL
+    and variable serve redis-py (the publisher here), so one REDIS_URL fits every client."""
     cert, _ = certificate
     assert tls_server.url.startswith("rediss://")
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
-    publisher = await publisher_for(tls_server.url, ssl_ca_certs=str(cert))
+    publisher = Redis.from_url(tls_server.url)
     try:
         await roundtrip(await open_conn(opened, tls_server.url), publisher)
     finally:
@@ -195,3 +193,22 @@ async def test_plain_client_to_tls_port_fails(tls_server: RedisServer) -> None:
     """``redis://`` to a TLS-only port does not hang: it fails within the connect timeout."""
     with pytest.raises((ConnectionError, TimeoutError)):
         await PubSubConnection.open(f"redis://:{PASSWORD}@127.0.0.1:{tls_server.port}/0")
+
+
+async def test_gateway_subscriber_logs_why_it_cannot_connect(secured: RedisServer) -> None:
+    """The gateway's supervised subscriber (``RedisHub``) with a wrong password keeps retrying, and
+    its ``redis_reconnecting`` warning carries the refusal's text (what to fix), not the password."""
+    wrong = "not-the-password"
+    hub = RedisHub(f"redis://:{wrong}@127.0.0.1:{secured.port}/0", on_message=lambda *_: None,
+                   on_resync=lambda _: None)
+    with capture_logs() as logs:
+        hub.start()
+        try:
+            async with asyncio.timeout(WAIT_S):
+                while not any(e["event"] == "redis_reconnecting" for e in logs):  # noqa: ASYNC110 - bounded
+                    await asyncio.sleep(0.02)
+        finally:
+            await hub.stop()
+    line = next(e for e in logs if e["event"] == "redis_reconnecting")
+    assert line["error"] == "Refused" and "WRONGPASS" in line["detail"] and "REDIS_URL" in line["detail"]
+    assert wrong not in str(logs) and not hub.connected
