@@ -15,6 +15,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 PG_BIN_CANDIDATES = ("/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin")
 
@@ -123,21 +124,43 @@ class RedisServer:
     root: Path
     port: int = field(default_factory=free_port)
     aof: bool = False
+    password: str | None = None
+    """``requirepass`` of the default user (given on stdin, never on the command line); None: no AUTH."""
+    unix_socket: Path | None = None
+    """Also listen on this unix socket (mode 700); None: TCP only."""
+    tls: tuple[Path, Path] | None = None
+    """(certificate, key) PEM files: ``port`` then speaks TLS only (``rediss://``), no client
+    certificate asked for; None: plain TCP."""
     proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise DevstackError("redis-server not found: apt-get install redis-server")
+        if self.password and any(c in self.password for c in '"\\\n'):
+            raise DevstackError("RedisServer password: no quotes, backslashes or newlines")
         self.root.mkdir(parents=True, exist_ok=True)
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.root), "--save", "",
+        listen = ["--port", str(self.port)]
+        if self.tls:
+            cert, key = self.tls
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file", str(cert),
+                      "--tls-key-file", str(key), "--tls-auth-clients", "no"]
+        if self.unix_socket:
+            listen += ["--unixsocket", str(self.unix_socket), "--unixsocketperm", "700"]
+        args = [binary, "-", *listen, "--bind", "127.0.0.1", "--dir", str(self.root), "--save", "",
                 "--appendonly", "yes" if self.aof else "no", "--logfile", str(self.root / "redis.log"),
                 "--databases", "64"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+        self.proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,  # noqa: S603
+                                     stderr=subprocess.DEVNULL)
+        assert self.proc.stdin is not None
+        if self.password:
+            self.proc.stdin.write(f'requirepass "{self.password}"\n'.encode())
+        self.proc.stdin.close()  # "-" reads its configuration from stdin until EOF
         wait_for_port(self.port, 10, self.proc)
         return self
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Install the Debian packages Draftwire's dev stack and test suite run for real:
-# redis-server, PostgreSQL server binaries, Prometheus (promtool), Alertmanager (amtool), and
+# Install the Debian packages Draftwire's dev stack and test suite run for real: redis-server
+# (Debian builds it with TLS), openssl, PostgreSQL server binaries, Prometheus (promtool), Alertmanager (amtool), and
 # headless Chromium with its WebDriver for the browser tests (tests/web).
 # Installs only what is missing; needs root (or sudo) the first time.
 set -euo pipefail
 
 need=()
 command -v redis-server >/dev/null || need+=(redis-server)
+command -v openssl >/dev/null || need+=(openssl)  # throwaway certificates for Redis TLS tests
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || need+=(postgresql)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v amtool >/dev/null || need+=(prometheus-alertmanager)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from app.events import ANNOUNCE_PREFIX
-from app.realtime.resp import PubSubConnection
+from app.realtime.resp import PubSubConnection, Refused
 from observability.logging import get_logger
 from observability.metrics import REALTIME_REDIS_RECONNECTS
 
@@ -105,18 +105,22 @@ class RedisHub:
 
     async def _supervise(self) -> None:
         attempt = 0
+        failure: dict[str, str] = {}
         while True:
             if attempt:
                 delay = backoff(attempt)
                 REALTIME_REDIS_RECONNECTS.inc()
-                log.warning("redis_reconnecting", attempt=attempt, delay_s=delay)
+                log.warning("redis_reconnecting", attempt=attempt, delay_s=delay, **failure)
                 await asyncio.sleep(delay)
             try:
                 conn = await PubSubConnection.open(self.url)
             except (OSError, TimeoutError, ConnectionError) as exc:
                 attempt += 1
+                # A refusal's message says what to fix (and holds no secret); others are just their kind.
+                failure = {"error": type(exc).__name__, **({"detail": str(exc)} if isinstance(exc, Refused) else {})}
                 log.debug("redis_connect_failed", error=type(exc).__name__)
                 continue
+            failure = {}
             reconnected = attempt > 0
             attempt = 0
             try:

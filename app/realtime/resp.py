@@ -3,6 +3,12 @@
 Why not redis-py's ``PubSub``: its retry logic reconnects and resubscribes silently, so the
 gateway would never learn that announcements were lost and would skip the Postgres backfill.
 Here a lost connection is an exception the supervisor sees (see :mod:`app.realtime.hub`).
+
+URLs: ``redis://[[user]:password@]host[:port]``, ``rediss://...`` (TLS; the server's certificate
+is verified against the system trust store, or the CA file ``SSL_CERT_FILE`` names, and must
+match the host), ``unix://[[user]:password@]/path/to/socket``. The database number is ignored:
+pub/sub spans every database. A refused AUTH, or a server that wants a password it was not
+given, is a :class:`Refused` (a ``ConnectionError``) saying so (tests/realtime/test_resp.py).
 """
 
 from __future__ import annotations
@@ -15,6 +21,10 @@ from urllib.parse import unquote, urlparse
 import hiredis
 
 CONNECT_TIMEOUT_S = 2.0
+
+
+class Refused(ConnectionError):
+    """Redis answered but refused us (wrong or missing credentials): the message says what to fix."""
 
 
 def _command(*parts: str) -> bytes:
@@ -45,15 +55,28 @@ class PubSubConnection:
                 reader, writer = await asyncio.open_connection(parsed.hostname or "127.0.0.1", parsed.port or 6379,
                                                                ssl=tls)
             conn = cls(reader, writer)
-            if parsed.password:
-                auth = [unquote(parsed.username), unquote(parsed.password)] if parsed.username else [
-                    unquote(parsed.password)]
-                conn._write(_command("AUTH", *auth))
-                reply = await conn.read_one()
-                if isinstance(reply, Exception):
-                    conn.close()
-                    raise ConnectionError("redis AUTH refused")
+            try:
+                await conn._handshake(parsed.username, parsed.password)
+            except BaseException:
+                conn.close()
+                raise
         return conn
+
+    async def _handshake(self, username: str | None, password: str | None) -> None:
+        """AUTH when the URL has credentials, else PING: a server that wants a password it was
+        not given answers SUBSCRIBE with an error reply, which would otherwise pass as silence."""
+        if password:
+            auth = [unquote(username), unquote(password)] if username else [unquote(password)]
+            self._write(_command("AUTH", *auth))
+            reply = await self.read_one()
+            if isinstance(reply, Exception):
+                raise Refused(f"redis AUTH refused ({reply}): check the user and password in REDIS_URL")
+            return
+        self._write(_command("PING"))
+        reply = await self.read_one()
+        if isinstance(reply, Exception):
+            hint = ": REDIS_URL needs the password" if str(reply).startswith("NOAUTH") else ""
+            raise Refused(f"redis refused the connection ({reply}){hint}")
 
     def _write(self, data: bytes) -> None:
         if self._writer.is_closing():

@@ -71,6 +71,8 @@ class Subscription:
             return
         if len(self.held) < HELD_LIMIT:
             self.held.append(event)
+        else:
+            self._dirty = True  # dropped: the pump must read Postgres again before going live
         if self._grace is not None:
             self._deliver_contiguous()
         else:

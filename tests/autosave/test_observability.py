@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -73,15 +74,17 @@ async def test_metrics_expose_contract_names_and_exemplars(
         assert name in worker_text, name
 
 
-async def test_one_trace_from_request_to_postgres_write(
+async def test_one_trace_from_request_to_websocket_delivery(
     spans: InMemorySpanExporter,
     base_env: dict[str, str],
     fresh_redis_url: Callable[[], str],
     token: Callable[..., str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """One trace holds the request span, the enqueue, the worker's job span, the flush batch
-    and the Postgres write (API and worker run in this process with the in-memory exporter)."""
+    """One trace holds the request span, the enqueue, the worker's job span, the flush batch, the
+    Postgres write and, for a WebSocket subscribed to ``draft:<id>``, the ``realtime deliver``
+    span of the ``draft.saved`` event (API, gateway and worker run in this process with the
+    in-memory exporter)."""
     from litestar.testing import AsyncTestClient
 
     from app import config
@@ -97,6 +100,18 @@ async def test_one_trace_from_request_to_postgres_write(
     worker = Platform.create(settings)
     parts = worker_parts(worker)
     services = [service for part in parts for service in part.services]
+    session = token()
+
+    def finished(name: str, **attributes: Any) -> list[Any]:
+        return [s for s in spans.get_finished_spans() if s.name == name
+                and all(s.attributes and s.attributes.get(k) == v for k, v in attributes.items())]
+
+    def request_span(trace_ids_before: set[int]) -> Any:
+        found = [s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER and "autosave" in s.name
+                 and s.context.trace_id not in trace_ids_before]
+        assert len(found) == 1, [s.name for s in found]
+        return found[0]
+
     async with AsyncTestClient(app) as http:
         await worker.open()
         workers = build_workers(worker, parts)
@@ -104,13 +119,33 @@ async def test_one_trace_from_request_to_postgres_write(
             service.start()
         running = [asyncio.create_task(w.start()) for w in workers]
         try:
-            response = await http.post("/api/autosave", json=save_body(), headers=auth(token()))
+            response = await http.post("/api/autosave", json=save_body(), headers=auth(session))
             assert response.status_code == 202
+            draft_id = response.json()["draftId"]
+            first_request = request_span(set())
+            await eventually(lambda: asyncio.sleep(0, finished("job draft-autosave")), bool)
 
-            def finished() -> list[Any]:
-                return [s for s in spans.get_finished_spans() if s.name == "job draft-autosave"]
+            # The test session's receive blocks its thread: run it off this loop (the worker's).
+            with await http.websocket_connect(f"/ws?token={session}") as ws:
+                async def frame(op: str, timeout: float = 20) -> dict[str, Any]:
+                    """The next frame with this ``op`` (bounded)."""
+                    while True:
+                        got = json.loads(await asyncio.to_thread(ws.receive_text, timeout=timeout))
+                        if got.get("op") == op:
+                            return got
 
-            await eventually(lambda: asyncio.sleep(0, finished()), bool)
+                channel = f"draft:{draft_id}"
+                ws.send_text(json.dumps({"op": "subscribe", "channel": channel, "sinceSeq": 0}))
+                await frame("caught_up")  # live from here: the next event is an announcement
+                response = await http.post("/api/autosave", headers=auth(session),
+                                           json=save_body(draftId=draft_id))
+                assert response.json()["version"] == 2
+                second_request = request_span({first_request.context.trace_id})
+                live = await frame("event")
+                assert live["channel"] == channel and live["data"] == {"version": 2}
+                delivered = await eventually(
+                    lambda: asyncio.sleep(0, finished("realtime deliver", **{"draftwire.event.seq": live["seq"]})),
+                    bool)
         finally:
             for w in workers:
                 w.event.set()
@@ -118,10 +153,25 @@ async def test_one_trace_from_request_to_postgres_write(
             for service in services:
                 await service.stop()
             await worker.close()
-    request = next(s for s in spans.get_finished_spans() if s.kind == SpanKind.SERVER and "autosave" in s.name)
-    same_trace = [s for s in spans.get_finished_spans() if s.context.trace_id == request.context.trace_id]
+
+    same_trace = [s for s in spans.get_finished_spans() if s.context.trace_id == first_request.context.trace_id]
     names = {s.name for s in same_trace}
     assert {"autosave enqueue", "job draft-autosave", "autosave flush batch"} <= names, names
     sql = [s for s in same_trace if s.attributes and s.attributes.get("db.system") == "postgresql" and s.name != "autosave flush batch"]
     assert any("spec_drafts" in str(s.attributes.get("db.statement", "")) for s in sql), [s.name for s in sql]
     assert any(s.attributes and s.attributes.get("db.system") == "redis" for s in same_trace)
+
+    assert len(delivered) == 1 and delivered[0].kind == SpanKind.CONSUMER
+    deliver = delivered[0]
+    assert deliver.context.trace_id == second_request.context.trace_id, "delivery is not in the request's trace"
+    by_id = {s.context.span_id: s for s in spans.get_finished_spans()
+             if s.context.trace_id == second_request.context.trace_id}
+    chain, parent = [], deliver.parent
+    while parent is not None and parent.span_id in by_id:
+        chain.append(by_id[parent.span_id])
+        parent = by_id[parent.span_id].parent
+    # deliver <- flush batch <- job <- enqueue <- the POST itself: nothing in between is lost.
+    assert [s.name for s in chain] == ["autosave flush batch", "job draft-autosave", "autosave enqueue",
+                                       second_request.name]
+    assert chain[-1].context.span_id == second_request.context.span_id
+    assert deliver.attributes["draftwire.channel.kind"] == "draft"

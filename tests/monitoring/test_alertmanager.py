@@ -9,6 +9,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -198,6 +199,9 @@ def alertmanager(tmp_path: Path, sink: Any) -> Iterator[str]:
         )
         try:
             _wait_for(lambda: _get(f"{url}/-/ready") is not None, 20, "Alertmanager ready")
+            status = _get(f"{url}/api/v2/status")
+            assert status["cluster"]["status"] == "disabled", status["cluster"]
+            assert sink_url in status["config"]["original"], "Alertmanager did not load the test's config"
             yield url
         finally:
             process.terminate()
@@ -299,26 +303,76 @@ def test_real_alertmanager_inhibits_and_routes(alertmanager: str, sink: Any) -> 
     )
     assert "QueueBacklogHigh" in with_inhibited.stdout, with_inhibited.stderr
 
+    # What Alertmanager will notify: each aggregation group (group_by alertname, service) with an
+    # active alert, at its receiver's hooks; groups whose alerts are all inhibited get nothing.
+    groups = _groups(alertmanager)
+    assert {(g.receiver, g.labels["alertname"], g.state) for g in groups} == {
+        (PAGER, "RedisDown", "active"),
+        (PAGER, "APIErrorBudgetBurn", "active"),
+        (TICKET, "APIErrorBudgetBurn", "suppressed"),
+        (TICKET, "QueueBacklogHigh", "suppressed"),
+        (TICKET, "RealtimeConnectionsNearQuota", "active"),
+    }
+    due = [g for g in groups if g.state == "active"]
+
+    def delivered() -> bool:
+        received = sink.snapshot()
+        hooks = {(n["path"], n["body"].get("receiver"), json.dumps(n["body"].get("groupLabels"), sort_keys=True))
+                 for n in received if n["path"] in ("/page", "/ticket")}
+        pages = sum(1 for n in received if n["path"] == "/pagerduty")
+        return all(g.hook_key() in hooks for g in due) and pages >= sum(g.receiver == PAGER for g in due)
+
     # Pages leave after the pager route's 10 s group_wait, tickets after the default 30 s.
-    _wait_for(
-        lambda: (
-            {("RedisDown", "critical"), ("APIErrorBudgetBurn", "critical")}
-            <= _names(sink.snapshot(), "/page")
-        ),
-        30,
-        "pages at the webhook",
-    )
-    _wait_for(
-        lambda: ("RealtimeConnectionsNearQuota", "warning") in _names(sink.snapshot(), "/ticket"),
-        45,
-        "the ticket at the webhook",
-    )
-    time.sleep(2)  # every group of the ticket route was due together; let stragglers land
+    _wait_for(delivered, 60, "a notification for every group with an active alert")
+    # Nothing else on its way: Alertmanager counts a notification before sending it, so once its
+    # count equals what arrived, no straggler is in flight.
+    _wait_for(lambda: _notifications_sent(alertmanager) == len(sink.snapshot()), 15,
+              "Alertmanager's notification count to match the sink")
     received = sink.snapshot()
     pagerduty = [n["body"] for n in received if n["path"] == "/pagerduty"]
     assert pagerduty
     assert all(b["routing_key"] == "test-routing-key" for b in pagerduty)
     assert {n["body"]["receiver"] for n in received if n["path"] in ("/page", "/ticket")} == {PAGER, TICKET}
+    assert {("RedisDown", "critical"), ("APIErrorBudgetBurn", "critical")} <= _names(received, "/page")
+    assert ("RealtimeConnectionsNearQuota", "warning") in _names(received, "/ticket")
     everywhere = _names(received, "/page") | _names(received, "/ticket")
     assert ("QueueBacklogHigh", "warning") not in everywhere
     assert ("APIErrorBudgetBurn", "warning") not in everywhere
+    # Still held back by inhibition now that every group has been flushed.
+    assert {(g.labels["alertname"], g.state) for g in _groups(alertmanager) if g.state == "suppressed"} == {
+        ("APIErrorBudgetBurn", "suppressed"), ("QueueBacklogHigh", "suppressed")}
+
+
+@dataclass(frozen=True)
+class Group:
+    """One aggregation group as ``/api/v2/alerts/groups`` reports it."""
+
+    receiver: str
+    labels: dict[str, str]
+    state: str
+    """``active`` if any of its alerts is, else the state they share (``suppressed``)."""
+
+    def hook_key(self) -> tuple[str, str, str]:
+        """(webhook path, receiver, group labels) as this group's webhook notification carries them."""
+        path = "/page" if self.receiver == PAGER else "/ticket"
+        return path, self.receiver, json.dumps(self.labels, sort_keys=True)
+
+
+def _groups(alertmanager: str) -> list[Group]:
+    groups = []
+    for raw in _get(f"{alertmanager}/api/v2/alerts/groups") or []:
+        states = {a["status"]["state"] for a in raw["alerts"]}
+        state = "active" if "active" in states else "/".join(sorted(states))
+        groups.append(Group(raw["receiver"]["name"], raw["labels"], state))
+    return groups
+
+
+def _notifications_sent(alertmanager: str) -> float:
+    """``alertmanager_notifications_total`` over every integration, from Alertmanager's /metrics."""
+    text = _get(f"{alertmanager}/metrics")
+    assert isinstance(text, bytes)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.decode().splitlines()
+        if line.startswith("alertmanager_notifications_total{")
+    )

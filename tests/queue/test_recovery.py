@@ -10,7 +10,11 @@ from typing import Any
 
 import httpx
 import psycopg
+from redis.asyncio import Redis
 
+from app.autosave.flush import LEASE_MS
+from app.autosave.store import DIRTY, FLUSHING_PREFIX
+from app.queue.worker import HEARTBEAT_S, SWEEP_EVERY_S
 from tests.queue.conftest import auth, client, enqueue, eventually, job_status, logged, open_queues, queue_env
 from tests.support.processes import ServiceProcess
 
@@ -161,3 +165,75 @@ async def test_hundred_concurrent_saves_of_one_draft(
     assert sum(w.metric("autosave_db_writes_total") for w in workers) >= len(written)
     api.stop()
 
+
+
+async def test_worker_killed_while_its_flush_is_in_flight(
+    spawn: Callable[..., ServiceProcess],
+    isolated_redis_url: str,
+    migrated: str,
+    token: Callable[..., str],
+    owner_conn: psycopg.AsyncConnection[Any],
+) -> None:
+    """A worker SIGKILLed while its flush batch is blocked inside its Postgres transaction (the test
+    holds the draft's row lock; the flush lease is in Redis and the upsert waits on the lock):
+    once the lock is released and another worker is up, the draft reaches Postgres at its last
+    version within the stalled-job window, and no version is written twice."""
+    # The dead worker's lease keeps other batches off the draft until it expires; the job is seen
+    # stalled when its heartbeat lapses and the next sweep runs.
+    window = LEASE_MS / 1000 + HEARTBEAT_S + SWEEP_EVERY_S
+    # Long enough that neither the job nor the statement gives up while the test holds the lock.
+    env = queue_env(isolated_redis_url, WORKER_TASK_TIMEOUT="120s", DB_QUERY_TIMEOUT="120s")
+    api = spawn("api", **env)
+    first = spawn("worker", **env)
+    redis = Redis.from_url(isolated_redis_url)
+    headers = auth(token(f"user-{uuid.uuid4().hex[:8]}"))
+    lock = await psycopg.AsyncConnection.connect(migrated)
+    try:
+        async with client(api.url) as http:
+            draft_id = (await http.post("/api/autosave", json={"title": "t", "payload": {"v": 1}},
+                                        headers=headers)).json()["draftId"]
+            lease = f"{FLUSHING_PREFIX}{draft_id}"
+
+            async def stored() -> int:
+                cur = await owner_conn.execute("SELECT version FROM spec_drafts WHERE id = %s", (draft_id,))
+                row = await cur.fetchone()
+                return int(row[0]) if row else 0
+
+            await eventually(stored, lambda v: v == 1, timeout=20)
+            await eventually(lambda: redis.exists(lease), lambda n: n == 0, timeout=20)
+
+            await lock.execute("SELECT 1 FROM spec_drafts WHERE id = %s FOR UPDATE", (draft_id,))
+            body = {"draftId": draft_id, "title": "t", "payload": {"v": 2}}
+            assert (await http.post("/api/autosave", json=body, headers=headers)).json()["version"] == 2
+
+            async def blocked() -> list[tuple[Any, ...]]:
+                cur = await owner_conn.execute(
+                    "SELECT application_name, wait_event_type, query FROM pg_stat_activity"
+                    " WHERE %s = ANY(pg_blocking_pids(pid))", (lock.info.backend_pid,))
+                return await cur.fetchall()
+
+            waiting = await eventually(blocked, lambda rows: len(rows) == 1, timeout=20)
+            assert waiting[0][:2] == ("draftwire", "Lock") and "spec_drafts" in waiting[0][2]
+            assert await redis.exists(lease) == 1, "the flush holds the draft's lease while it waits"
+            body = {"draftId": draft_id, "title": "t", "payload": {"v": 3}}
+            assert (await http.post("/api/autosave", json=body, headers=headers)).json()["version"] == 3
+
+            first.kill()
+            killed_at = time.monotonic()
+            await lock.rollback()  # the dead worker's statement may now run (and commit) on its own
+            second = spawn("worker", **env)
+            await eventually(stored, lambda v: v == 3, timeout=window + 20)
+            assert time.monotonic() - killed_at < window + 20, f"not within {window:.0f} s (+20 s slack)"
+
+        cur = await owner_conn.execute(
+            "SELECT (data->>'version')::int FROM channel_events WHERE channel = %s ORDER BY seq", (f"draft:{draft_id}",)
+        )
+        written = [r[0] for r in await cur.fetchall()]
+        assert written == sorted(set(written)), f"a version written twice or out of order: {written}"
+        assert written[0] == 1 and written[-1] == 3
+        assert await eventually(lambda: redis.zscore(DIRTY, draft_id), lambda s: s is None, timeout=20) is None
+        second.stop()
+    finally:
+        await lock.close()
+        await redis.aclose()
+    api.stop()
