@@ -36,6 +36,9 @@ class HttpPart:
     on_app: list[Callable[[Litestar], None]] = field(default_factory=list)
     """Called with the built app (e.g. to put a fast path in front of the middleware stack)."""
     health: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = field(default_factory=dict)
+    fast_paths: dict[tuple[str, str], Any] = field(default_factory=dict)
+    """(method, path) -> a raw ASGI handler served in front of Litestar's stack, wrapped by the
+    same edge layer as every route (only for the hottest routes; decision 0005)."""
     """Sections of ``GET /health`` (``{"autosave": ...}``)."""
 
 

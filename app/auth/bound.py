@@ -3,7 +3,7 @@
 Litestar resolves independent dependencies of a handler concurrently, in an anyio task group
 per request; ``user`` plus a service would be two. A :class:`ForUser` provider depends on
 ``user`` (or ``admin``), so the two resolve in sequence with no task group (measured: the task
-group was ~10 % of an autosave request's Python time; decision 0004).
+group was ~10 % of an autosave request's Python time; decision 0005).
 """
 
 from __future__ import annotations

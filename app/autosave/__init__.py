@@ -5,6 +5,7 @@ the worker side :mod:`.flush`; :func:`http_part` and :func:`worker_part` are wha
 from __future__ import annotations
 
 from app.auth.bound import for_user
+from app.autosave.fastpath import autosave_fast_path
 from app.autosave.flush import FlushBatcher, FlushFollowUp, flush_handler
 from app.autosave.routes import ROUTES
 from app.autosave.service import FLUSH_FUNCTION, JOB_PREFIX, AutosaveService
@@ -36,6 +37,7 @@ def http_part(autosave: AutosaveService) -> HttpPart:
     return HttpPart(
         routes=list(ROUTES),
         dependencies={"drafts": for_user(autosave)},
+        fast_paths={("POST", "/api/autosave"): autosave_fast_path(autosave, autosave.settings.jwt_secret)},
         health={"autosave": autosave.health},
     )
 

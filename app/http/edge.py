@@ -4,7 +4,7 @@ have no limit of their own, and the ``request`` access log line.
 
 One layer instead of Litestar's OpenTelemetry and Prometheus plugin middlewares plus an edge
 middleware of ours: each of those wrapped ``send`` and the request once more, and together they
-were about a third of the API's Python time per request (docs/decisions/0004). The names stay
+were about a third of the API's Python time per request (docs/decisions/0005). The names stay
 the plugins' own: ``http_requests_total``, ``http_request_duration_seconds``,
 ``http_requests_in_progress`` and ``http_requests_error_total`` with ``method``, ``path``
 (the route template), ``status_code`` and ``app_name``; a SERVER span named

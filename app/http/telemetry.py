@@ -1,7 +1,7 @@
 """Logging wiring as Litestar's own structlog plugin: handlers get the same structured logger.
 
 Request spans and request metrics are not plugins here: :mod:`app.http.edge` makes them in one
-layer with the rest of the edge (decision 0004 has the measurement)."""
+layer with the rest of the edge (decision 0005 has the measurement)."""
 
 from __future__ import annotations
 
