@@ -231,7 +231,7 @@ class DraftStore:
 
     @property
     def scripts(self) -> list[AsyncScript]:
-        """Every Lua script this store runs (loaded into Redis at start-up, see Runtime.warm_up)."""
+        """Every Lua script this store runs (loaded into Redis at start-up, see Platform.warm_up)."""
         return [self._save, self._mark, self._release, self._claim]
 
     async def save(
