@@ -1,5 +1,6 @@
-"""Cross-cutting HTTP behaviour in one ASGI middleware: request timeout, the per-client rate
-limit of all routes that have no limit of their own, and the ``request`` access log line."""
+"""Cross-cutting HTTP behaviour in one ASGI middleware: the body size limit, request timeout, the
+per-client rate limit of all routes that have no limit of their own, and the ``request`` access
+log line."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ log = get_logger("app.http")
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/health", "/metrics"})
 # Routes with a limit of their own (per user) are not counted against the per-client limit.
 OWN_LIMIT = frozenset({("POST", "/api/autosave")})
+MAX_BODY_BYTES = 1_100_000
+"""No request body may be larger (the autosave payload limit, 512,000 bytes, twice over for
+escapes, plus its title): a ``Content-Length`` above it is 413 before the handler runs, and
+Litestar stops reading a chunked body there too. Routes may refuse smaller bodies themselves."""
 # Long-lived streams (SSE) are not requests with a deadline: no API_REQUEST_TIMEOUT for them.
 STREAMING = frozenset({"/api/events"})
 
@@ -63,8 +68,9 @@ class EdgeMiddleware(ASGIMiddleware):
 
         quiet = route in QUIET_PATHS
         try:
+            _check_length(scope)
             if not quiet and (method, route) not in OWN_LIMIT and route.startswith("/api/"):
-                principal = principal_of(ASGIConnection(scope), settings.jwt_secret)
+                principal = principal_of(ASGIConnection(scope), settings.jwt_verify_keys)
                 client = f"u:{principal.user_id}" if principal else f"ip:{_client_ip(scope)}"
                 await self.limiter.check(self.api_limit, client, route)
             timeout = None if route in STREAMING else (settings.api_request_timeout or None)
@@ -87,6 +93,14 @@ class EdgeMiddleware(ASGIMiddleware):
                     status=status["code"],
                     latency_ms=round((time.perf_counter() - start) * 1000, 2),
                 )
+
+
+def _check_length(scope: Scope) -> None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if not value.isdigit() or int(value) > MAX_BODY_BYTES:
+                raise ApiError(413, "payload_too_large", f"Request bodies are limited to {MAX_BODY_BYTES} bytes.")
+            return
 
 
 def _client_ip(scope: Scope) -> str:

@@ -7,19 +7,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar
-from litestar.openapi import OpenAPIConfig
 
 from app import health
 from app.auth.guards import auth_dependencies
 from app.errors import EXCEPTION_HANDLERS
 from app.health import Readiness
-from app.http.edge import EdgeMiddleware
+from app.http.edge import MAX_BODY_BYTES, EdgeMiddleware
+from app.http.hardening import cors_config, secure
+from app.http.openapi import openapi_config
 from app.http.telemetry import opentelemetry_plugin, prometheus_config, structlog_plugin
 from app.parts import HttpPart, provide
 from app.platform import Platform
 from app.roles.tuning import tune_gc
-
-OPENAPI = OpenAPIConfig(title="Draftwire", version="0.1.0", path="/schema")
 
 
 def build_app(platform: Platform, parts: Sequence[HttpPart], *, tune_process: bool = False) -> Litestar:
@@ -45,7 +44,7 @@ def build_app(platform: Platform, parts: Sequence[HttpPart], *, tune_process: bo
             await readiness.stop()
             await platform.close()
 
-    dependencies: dict[str, Any] = {**auth_dependencies(settings.jwt_secret), "readiness": provide(readiness)}
+    dependencies: dict[str, Any] = {**auth_dependencies(settings.jwt_verify_keys), "readiness": provide(readiness)}
     routes: list[Any] = list(health.ROUTES)
     for part in parts:
         routes.extend(part.routes)
@@ -57,10 +56,13 @@ def build_app(platform: Platform, parts: Sequence[HttpPart], *, tune_process: bo
         middleware=[prometheus_config().middleware, EdgeMiddleware(settings, platform.limiter)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[platform_lifespan, *(span for part in parts for span in part.lifespans)],
-        openapi_config=OPENAPI,
+        openapi_config=openapi_config(),
+        cors_config=cors_config(settings),
+        request_max_body_size=MAX_BODY_BYTES,
         debug=False,
     )
     for part in parts:
         for hook in part.on_app:
             hook(app)
+    secure(app)
     return app
