@@ -10,6 +10,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, Parameter
 
 from app.auth import AdminUser
+from app.auth.audit import admin_action
 from app.errors import ApiError
 from app.http.openapi import documents
 from app.queue.admin import QueueAdmin, queue_stats
@@ -42,6 +43,7 @@ async def admin_retry(
 ) -> dict[str, str]:
     """Put one failed job back on its queue with fresh attempts."""
     outcome = await _queue(queue_admin, queue).requeue_failed(job_id)
+    admin_action(admin, "queue.retry", f"{queue}/{job_id}", outcome=outcome.name.lower())
     if outcome is RetryOutcome.NOT_FOUND:
         raise ApiError(404, "unknown_job", f"No job with that id in queue {queue}.")
     if outcome is RetryOutcome.NOT_FAILED:
@@ -56,6 +58,7 @@ async def admin_purge_failed(
     """Delete the failed jobs of one queue; waiting, running and completed jobs stay."""
     purged = await _queue(queue_admin, queue).purge_failed()
     log.info("queue_failed_purged", queue=queue, count=purged)
+    admin_action(admin, "queue.purge_failed", queue, count=purged)
     return {"queue": queue, "purged": purged}
 
 

@@ -14,6 +14,7 @@ from litestar.params import Parameter
 from litestar.types import Receive, Scope, Send
 
 from app.auth import AdminUser
+from app.auth.audit import admin_action
 from app.errors import ApiError
 from app.events import EVENT_TYPE_RE, EventPublisher, valid_channel
 from app.http.openapi import documents
@@ -75,6 +76,7 @@ async def publish_event(
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_request", "data must be a JSON object.")
     event = await publisher.publish(channel, type_, data)
+    admin_action(admin, "channel.publish", channel, type=type_, seq=event.seq)
     return Response({"channel": event.channel, "seq": event.seq}, status_code=201)
 
 
