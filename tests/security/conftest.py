@@ -23,6 +23,8 @@ LOOSE = {
 }
 ISSUED: list[str] = []
 """Every token the suite made; tests/security/test_zz_telemetry.py looks for each in the logs."""
+SECRETS: list[str] = [TEST_SECRET, DB_PASSWORD]
+"""Secrets the suite used (rotation tests add theirs), for the same scan."""
 PROCESSES: list[ServiceProcess] = []
 """Every process the suite started, for the same scan."""
 
