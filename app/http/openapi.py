@@ -95,11 +95,11 @@ def contract_schema(generated: dict[str, Any], app: Litestar) -> dict[str, Any]:
     paths = schema.setdefault("paths", {})
     for path, method, handler in _operations(app):
         opt = handler.opt or {}
-        operation = paths.setdefault(path, {}).get(method)
+        operation = paths.get(path, {}).get(method)
         if operation is None:
             if OPERATION_KEY not in opt:
                 continue  # not in the schema by choice (health, metrics, the /ws upgrade)
-            operation = paths[path][method] = copy.deepcopy(opt[OPERATION_KEY])
+            operation = paths.setdefault(path, {})[method] = copy.deepcopy(opt[OPERATION_KEY])
         _complete(operation, path, handler, opt)
     return schema
 
