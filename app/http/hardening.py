@@ -23,9 +23,11 @@ SECURITY_HEADERS: list[tuple[bytes, bytes]] = [
     (b"referrer-policy", b"no-referrer"),
     (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
     (b"cross-origin-resource-policy", b"same-origin"),
+    (b"server", b"draftwire"),
 ]
 """What every HTTP response carries: no MIME sniffing, never framed, no referrer leaves, nothing
-loads or runs if a response is ever opened as a page. HSTS is the TLS terminator's (Ingress)."""
+loads or runs if a response is ever opened as a page. ``Server`` replaces Granian's own banner
+(Granian adds ``server: granian`` only when the app sent none). HSTS is the TLS terminator's."""
 
 
 def secure(app: Litestar) -> None:
