@@ -4,6 +4,7 @@ Prometheus middleware observes inside the request span and can attach its trace 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from litestar.connection import Request
@@ -12,6 +13,7 @@ from litestar.logging.config import StructLoggingConfig
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
+from opentelemetry.trace import Span
 
 from app.config import Settings
 from observability import logging as obs_logging
@@ -36,6 +38,20 @@ def prometheus_config() -> PrometheusConfig:
     )
 
 
+_TOKEN_IN_QUERY = re.compile(r"(?i)(token=)[^&#\s]*")
+
+
+def redact_query(span: Span, scope: dict[str, Any]) -> None:
+    """Server-span hook: a session token sent as ``?token=`` (meant for streams, ignored on
+    other routes) never reaches the span's URL attributes (``http.url``, ``http.target``,
+    ``url.query``, ...) and so never the trace backend."""
+    if b"token=" not in scope.get("query_string", b"").lower():
+        return
+    for key, value in (getattr(span, "attributes", None) or {}).items():
+        if isinstance(value, str) and "token=" in value.lower():
+            span.set_attribute(key, _TOKEN_IN_QUERY.sub(r"\1REDACTED", value))
+
+
 def opentelemetry_plugin() -> OpenTelemetryPlugin:
     # Streams (/ws, SSE) live for hours and would get a span per frame: the realtime gateway
     # makes its own delivery spans, continuing each event's trace instead. No child spans per
@@ -45,6 +61,7 @@ def opentelemetry_plugin() -> OpenTelemetryPlugin:
         OpenTelemetryConfig(
             exclude=["^/metrics$", "^/healthz$", "^/readyz$", "^/ws$", "^/api/events$"],
             exclude_spans=["receive", "send"],
+            server_request_hook_handler=redact_query,
         )
     )
 
