@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up demo test test-fast deps system-deps lint bench loadtest clean help
+.PHONY: up demo test test-fast deps system-deps lint bench loadtest fuzz clean help
 
 help:
 	@echo "make up      start Postgres, Redis, migrations, API :8080, worker :9091, Prometheus :9090,"
@@ -12,6 +12,7 @@ help:
 	@echo "make demo    send gentle, realistic traffic to a running make up for 5 min (DEMO_ARGS=--minutes 1)"
 	@echo "make test    install what the suite needs and run every test"
 	@echo "make bench   run the benchmarks recorded in docs/BENCHMARKS.md"
+	@echo "make fuzz    schemathesis, every check, 100 examples per operation (make test runs 5)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +39,10 @@ lint: deps
 	$(VENV)/bin/ruff check app observability devstack loadtests tests dashboards deploy
 	$(PY) dashboards/generate.py --check
 	$(PY) deploy/kubernetes/generate.py --check
+
+# The schema fuzz of tests/security, longer: 100 examples per operation instead of 5 (a few minutes).
+fuzz: system-deps deps
+	FUZZ_EXAMPLES=100 FUZZ_REPORT_DIR=$(CURDIR)/.data $(PY) -m pytest -p no:cacheprovider -s tests/security/test_schema_fuzz.py
 
 bench: system-deps deps
 	$(PY) -m loadtests.bench_autosave

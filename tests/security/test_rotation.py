@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 
+from app.auth import issue
 from tests.deploy.rendered import named
 from tests.realtime.support import Client
 from tests.security.conftest import SECRETS, bearer
@@ -74,10 +77,8 @@ async def test_rotation_follows_the_runbook(sec_spawn: Callable[..., ServiceProc
     assert answers == {("old-config", "old"): 200, ("old-config", "new"): 401,
                        ("new-config", "old"): 200, ("new-config", "new"): 200}
 
-    for api in (before, mid):
-        state["DRAFTWIRE_URL"] = api.url
-        assert run_step("check-grace", state).split("\n")[:2] == (
-            ["old token: 200", "new token: 200"] if api is mid else ["old token: 200", "new token: 401"])
+    state["DRAFTWIRE_URL"] = mid.url
+    assert run_step("check-grace", state).splitlines() == ["old token: 200", "new token: 200"]
     before.kill()  # replaced by the restart (how it goes does not matter here)
 
     run_step("end-grace", state)
@@ -91,8 +92,9 @@ async def test_rotation_follows_the_runbook(sec_spawn: Callable[..., ServiceProc
     await socket.send({"op": "ping"})
     await socket.wait_op("pong")
     run_step("leak", state)
-    after.stop()
+    os.killpg(after.pid, signal.SIGTERM)  # the restart: the process drains its streams first
     assert await socket.wait_closed() == 1001  # the restart ends every open stream
+    after.kill()  # how the rest of its shutdown goes is another suite's subject
     leak_fixed = sec_spawn("api", **secrets_of(state))
     state["DRAFTWIRE_URL"] = leak_fixed.url
     leaked = _token({**state, "JWT_SECRET": state["LEAKED_JWT_SECRET"]}, "bob")
@@ -102,17 +104,21 @@ async def test_rotation_follows_the_runbook(sec_spawn: Callable[..., ServiceProc
 
 
 def _token(state: dict[str, str], user: str) -> str:
-    env = {**state, "JWT_SECRET_PREVIOUS": ""}
-    done = subprocess.run([DRAFTWIRE, "token", "--user", user], env=env, capture_output=True, text=True, check=True)
-    return done.stdout.strip()
+    """A token signed with the state's JWT_SECRET (what ``draftwire token`` prints, without
+    paying for a process start each time: the runbook's own steps run the real command)."""
+    return issue(state["JWT_SECRET"], user)
 
 
-def test_previous_secret_is_checked_at_start_up(scratch: Path) -> None:
+def test_previous_secret_is_checked_at_start_up() -> None:
     """JWT_SECRET_PREVIOUS shorter than 32 bytes, equal to JWT_SECRET, or the development
-    secret: the process refuses to start with one line naming the variable."""
-    from app.config import DEV_JWT_SECRET
+    secret is refused naming the variable; a real process exits 2 with one startup_failed line."""
+    from app.config import DEV_JWT_SECRET, ConfigError, load
 
     for previous in ("short", TEST_SECRET, DEV_JWT_SECRET):
-        env = {"PATH": os.environ["PATH"], "JWT_SECRET": TEST_SECRET, "JWT_SECRET_PREVIOUS": previous}
-        done = subprocess.run([DRAFTWIRE, "api"], env=env, capture_output=True, text=True, timeout=30, check=False)
-        assert done.returncode == 2 and '"variable": "JWT_SECRET_PREVIOUS"' in done.stdout, (previous, done.stdout)
+        with pytest.raises(ConfigError) as refused:
+            load({"JWT_SECRET": TEST_SECRET, "JWT_SECRET_PREVIOUS": previous})
+        assert refused.value.variable == "JWT_SECRET_PREVIOUS"
+    assert load({"JWT_SECRET": TEST_SECRET, "JWT_SECRET_PREVIOUS": ""}).jwt_verify_keys == (TEST_SECRET,)
+    env = {"PATH": os.environ["PATH"], "JWT_SECRET": TEST_SECRET, "JWT_SECRET_PREVIOUS": TEST_SECRET}
+    done = subprocess.run([DRAFTWIRE, "api"], env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert done.returncode == 2 and '"variable": "JWT_SECRET_PREVIOUS"' in done.stdout, done.stdout

@@ -1,6 +1,6 @@
 """Schemathesis against the served OpenAPI document, every check on (``--checks all``): no 5xx,
-no response the document does not describe. Bounded here (``FUZZ_EXAMPLES`` per operation, 12
-by default); ``make fuzz`` runs it with more."""
+no response the document does not describe. Bounded here (``FUZZ_EXAMPLES`` per operation, 5
+by default, about 250 requests per role); ``make fuzz`` runs it with 100."""
 
 from __future__ import annotations
 
@@ -16,36 +16,38 @@ import pytest
 from tests.support.processes import ServiceProcess
 
 ST = str(Path(sys.executable).with_name("st"))
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "5"))
 SEED = os.environ.get("FUZZ_SEED", "16")
 
 
-def schemathesis(api: ServiceProcess, token: str, report: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def schemathesis(api: ServiceProcess, token: str, report: Path, *extra: str) -> subprocess.Popen[str]:
     command = [
         ST, "run", f"{api.url}/schema/openapi.json", "--checks", "all", "--max-examples", str(EXAMPLES),
         "--seed", SEED, "--header", f"Authorization: Bearer {token}", "--request-timeout", "10",
         "--report", "junit", "--report-junit-path", str(report), "--no-color", "--suppress-health-check", "all",
         *extra,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-@pytest.mark.timeout(600)
-@pytest.mark.parametrize("role", ["user", "admin"])
-def test_schemathesis_finds_nothing(
-    role: str, sec_api: ServiceProcess, mint: Callable[..., str], scratch: Path
-) -> None:
-    """Every operation, every check, as a plain user and as an admin: exit 0 (0 failures).
-    The admin run leaves out /api/events: an admin may follow any channel, so a schema-valid
-    request opens a stream that never ends; the user run covers it (404 for channels not theirs)."""
-    token = mint(f"fuzz-{role}", admin=role == "admin")
-    extra = ["--exclude-path", "/api/events"] if role == "admin" else []
-    done = schemathesis(sec_api, token, scratch / f"{role}.xml", *extra)
-    (Path(os.environ.get("FUZZ_REPORT_DIR", scratch)) / f"schemathesis-{role}.txt").write_text(done.stdout)
-    summary = done.stdout[-6000:]
-    assert done.returncode == 0, summary
-    assert "No issues found" in done.stdout or "0 failures" in done.stdout or "passed" in done.stdout, summary
-    print(summary)
+@pytest.mark.timeout(900)
+def test_schemathesis_finds_nothing(sec_api: ServiceProcess, mint: Callable[..., str], scratch: Path) -> None:
+    """Every operation, every check, as a plain user and as an admin (the two runs at once):
+    exit 0, 0 failures. The admin run leaves out /api/events: an admin may follow any channel,
+    so a schema-valid request opens a stream that never ends; the user run covers it (404 for
+    channels that are not the user's)."""
+    runs = {
+        "user": schemathesis(sec_api, mint("fuzz-user"), scratch / "user.xml"),
+        "admin": schemathesis(sec_api, mint("fuzz-admin", admin=True), scratch / "admin.xml",
+                              "--exclude-path", "/api/events"),
+    }
+    for role, run in runs.items():
+        output, _ = run.communicate(timeout=850)
+        (Path(os.environ.get("FUZZ_REPORT_DIR", scratch)) / f"schemathesis-{role}.txt").write_text(output)
+        summary = output[-6000:]
+        assert run.returncode == 0, summary
+        assert "generated" in summary and "passed" in summary, summary
+        print(role, [line.strip() for line in summary.splitlines() if "generated" in line])
 
 
 async def test_schema_is_honest(sec_api: ServiceProcess) -> None:

@@ -20,7 +20,6 @@ from tests.security.conftest import bearer
 from tests.security.forged import forged_tokens, skewed
 from tests.support.processes import ServiceProcess
 
-FORGED = forged_tokens()
 ADMIN_ROUTES = [
     ("GET", "/api/admin/queues"),
     ("POST", "/api/admin/queues/draft-build/failed/some-job/retry"),
@@ -42,7 +41,7 @@ async def ws_close_code(url: str, **kwargs: Any) -> int | None:
 
 async def test_forged_tokens_are_refused_on_http(sec_api: ServiceProcess, http: httpx.AsyncClient) -> None:
     """Header and cookie alike: 401 with the contract's body, never the data."""
-    for name, token in FORGED.items():
+    for name, token in forged_tokens().items():  # made now: "expired" and "not yet" are relative
         for headers in (bearer(token), {"Cookie": f"session={token}"}):
             r = await http.get(f"{sec_api.url}/api/drafts", headers=headers)
             assert r.status_code == 401, (name, r.status_code, r.text)
@@ -53,7 +52,7 @@ async def test_forged_tokens_are_refused_on_http(sec_api: ServiceProcess, http: 
 
 async def test_forged_tokens_are_refused_on_websocket(sec_api: ServiceProcess) -> None:
     """?token=, cookie and Authorization header: the socket is closed with 1008."""
-    for name, token in FORGED.items():
+    for name, token in forged_tokens().items():  # made now: "expired" and "not yet" are relative
         assert await ws_close_code(ws_url(sec_api.url, token)) == 1008, name
         assert await ws_close_code(ws_url(sec_api.url), additional_headers={"Cookie": f"session={token}"}) == 1008, name
         assert await ws_close_code(ws_url(sec_api.url), additional_headers=bearer(token)) == 1008, name
@@ -61,7 +60,7 @@ async def test_forged_tokens_are_refused_on_websocket(sec_api: ServiceProcess) -
 
 async def test_forged_tokens_are_refused_on_sse(sec_api: ServiceProcess, http: httpx.AsyncClient) -> None:
     """?token= and header alike: 401 before any stream starts."""
-    for name, token in FORGED.items():
+    for name, token in forged_tokens().items():  # made now: "expired" and "not yet" are relative
         for params, headers in (({"token": token}, {}), ({}, bearer(token))):
             r = await http.get(f"{sec_api.url}/api/events", params={"channel": "job:abc", **params}, headers=headers)
             assert r.status_code == 401, (name, r.status_code, r.text)
