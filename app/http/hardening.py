@@ -12,6 +12,7 @@ from collections.abc import Awaitable
 
 from litestar import Litestar
 from litestar.config.cors import CORSConfig
+from litestar.enums import ScopeType
 from litestar.routes import HTTPRoute
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -52,7 +53,7 @@ def with_security_headers(inner: ASGIApp, allow: dict[str, bytes] | None = None)
     allow = allow or {}
 
     async def secured(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await inner(scope, receive, send)
             return
         options = scope["method"] == "OPTIONS"

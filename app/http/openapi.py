@@ -57,7 +57,7 @@ SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
     "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "session"},
 }
-SESSION = [{"bearer": []}, {"sessionCookie": []}]
+SESSION: list[dict[str, list[str]]] = [{"bearer": []}, {"sessionCookie": []}]
 
 
 def documents(
