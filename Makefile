@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up demo test test-fast deps system-deps lint bench loadtest clean help
+.PHONY: up demo test test-fast deps system-deps lint bench loadtest fuzz clean help
 
 help:
 	@echo "make up      start Postgres, Redis, migrations, API :8080, worker :9091, Prometheus :9090,"
@@ -14,6 +14,7 @@ help:
 	@echo "make test-fast  only the tests that start no server (under a minute)"
 	@echo "make bench   run the benchmarks recorded in docs/BENCHMARKS.md"
 	@echo "make loadtest  the Locust suite on its own stack (LOADTEST_CONFIG=staging, LOADTEST_ARGS=--workers 2)"
+	@echo "make fuzz    schemathesis, every check, 100 examples per operation (make test runs 5)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,10 @@ lint: deps
 	$(VENV)/bin/lint-imports
 	$(PY) dashboards/generate.py --check
 	$(PY) deploy/kubernetes/generate.py --check
+
+# The schema fuzz of tests/security, longer: 100 examples per operation instead of 5 (a few minutes).
+fuzz: system-deps deps
+	FUZZ_EXAMPLES=100 FUZZ_REPORT_DIR=$(CURDIR)/.data $(PY) -m pytest -p no:cacheprovider -s tests/security/test_schema_fuzz.py
 
 bench: system-deps deps
 	$(PY) -m loadtests.bench_autosave

@@ -49,7 +49,18 @@ class Settings:
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis for the queue, autosave buffer, rate limits and realtime announcements."""
     jwt_secret: str = field(default=DEV_JWT_SECRET, repr=False)
-    """HS256 key for session tokens. Never logged (``repr=False``)."""
+    """HS256 key that signs and verifies session tokens, at least 32 bytes. Never logged (``repr=False``)."""
+    jwt_secret_previous: str | None = field(default=None, repr=False)
+    """``JWT_SECRET_PREVIOUS``: the key being rotated out. It only verifies (never signs) tokens
+    issued before the rotation, for a grace period as long as the longest session (``draftwire
+    token --ttl``, 1 h by default); then restart without it. None (unset or empty): only
+    ``JWT_SECRET`` verifies, which is also how every old session is cut at once after a leak
+    (docs/runbooks/security.md). At least 32 bytes; refused when equal to ``JWT_SECRET`` or the
+    development secret. Never logged."""
+    cors_allowed_origins: tuple[str, ...] = ()
+    """``CORS_ALLOWED_ORIGINS`` (comma list of ``scheme://host[:port]``): browser origins allowed to
+    call the HTTP API cross-site. Empty (the default): CORS is off, no ``Access-Control-*`` header
+    is ever sent and browsers keep other sites out. ``*`` is refused: sessions ride on cookies."""
     port: int = 8080
     """API listen port."""
     host: str = "0.0.0.0"  # noqa: S104 - a service listens on all interfaces inside its container
@@ -94,6 +105,10 @@ class Settings:
     """Seconds without a client frame before a socket is closed."""
     realtime_allowed_origins: tuple[str, ...] = ()
     """Origins allowed to open ``/ws``; empty means the request's own host only."""
+    realtime_client_frames_per_second: int = 20
+    """Sustained client frames per second one socket may send (bursts up to twice that); a socket
+    over it is closed with 1008 (policy violation, ``too many frames``). Real clients send a few
+    subscribe/unsubscribe/ping frames a minute."""
     realtime_catchup_page: int = 500
     """Events read from Postgres per replay page."""
     event_retention_days: int = 30
@@ -121,6 +136,13 @@ class Settings:
     @property
     def is_dev(self) -> bool:
         return self.env == "dev"
+
+    @property
+    def jwt_verify_keys(self) -> tuple[str, ...]:
+        """Keys that verify session tokens, the signing key first."""
+        if self.jwt_secret_previous:
+            return (self.jwt_secret, self.jwt_secret_previous)
+        return (self.jwt_secret,)
 
 
 # env var -> (field, parser). Durations accept 15s/500ms/5m; ints must be whole and >= 0.
@@ -150,6 +172,14 @@ def _nice(text: str) -> int:
 
 def _origins(text: str) -> tuple[str, ...]:
     return tuple(o.strip().rstrip("/") for o in text.split(",") if o.strip())
+
+
+def _cors_origins(text: str) -> tuple[str, ...]:
+    origins = _origins(text)
+    for origin in origins:
+        if origin == "*" or not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d{1,5})?", origin):
+            raise ValueError(f"expected origins like https://app.example.com, got {origin!r} ('*' is refused)")
+    return origins
 
 
 def _choice(*allowed: str) -> Any:
@@ -200,6 +230,8 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "DATABASE_URL": ("database_url", _url("postgresql", "postgres")),
     "REDIS_URL": ("redis_url", _url("redis", "rediss", "unix")),
     "JWT_SECRET": ("jwt_secret", str),
+    "JWT_SECRET_PREVIOUS": ("jwt_secret_previous", str),
+    "CORS_ALLOWED_ORIGINS": ("cors_allowed_origins", _cors_origins),
     "PORT": ("port", _positive_int),
     "HOST": ("host", str),
     "WORKER_METRICS_PORT": ("worker_metrics_port", _positive_int),
@@ -221,6 +253,7 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "REALTIME_MAX_SUBSCRIPTIONS": ("realtime_max_subscriptions", _positive_int),
     "REALTIME_IDLE_TIMEOUT": ("realtime_idle_timeout", parse_duration),
     "REALTIME_ALLOWED_ORIGINS": ("realtime_allowed_origins", _origins),
+    "REALTIME_CLIENT_FRAMES_PER_SECOND": ("realtime_client_frames_per_second", _positive_int),
     "REALTIME_CATCHUP_PAGE": ("realtime_catchup_page", _positive_int),
     "EVENT_RETENTION_DAYS": ("event_retention_days", _positive_int),
     "BACKUP_DIR": ("backup_dir", str),
@@ -259,7 +292,22 @@ def load(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("DRAFTWIRE_TEST_JOBS", "test-only job functions are refused in production")
     if len(settings.jwt_secret.encode()) < 32:  # RFC 7518 3.2: an HS256 key of at least 256 bits
         raise ConfigError("JWT_SECRET", "must be at least 32 bytes long")
+    _check_previous_secret(settings)
     return settings
+
+
+def _check_previous_secret(settings: Settings) -> None:
+    previous = settings.jwt_secret_previous
+    if previous is None:
+        return
+    if len(previous.encode()) < 32:
+        raise ConfigError("JWT_SECRET_PREVIOUS", "must be at least 32 bytes long (it was a JWT_SECRET once)")
+    if previous == settings.jwt_secret:
+        raise ConfigError(
+            "JWT_SECRET_PREVIOUS", "equals JWT_SECRET: set JWT_SECRET to the new secret and this one to the old"
+        )
+    if previous == DEV_JWT_SECRET:
+        raise ConfigError("JWT_SECRET_PREVIOUS", "the built-in development secret is refused: anyone can sign with it")
 
 
 assert {name for name, _ in _PARSERS.values()} <= {f.name for f in fields(Settings)}

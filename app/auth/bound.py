@@ -31,6 +31,11 @@ class ForUser(Generic[T]):
         return self.user.user_id
 
 
+@dataclass(frozen=True, slots=True)
+class ForAdmin(ForUser[T]):
+    """``service`` on behalf of an admin."""
+
+
 def for_user(service: T) -> Provide:
     """A dependency: ``service`` bound to the ``user`` dependency (401 without a valid token)."""
 
@@ -43,8 +48,8 @@ def for_user(service: T) -> Provide:
 def for_admin(service: T) -> Provide:
     """A dependency: ``service`` bound to the ``admin`` dependency (401, or 403 without the role)."""
 
-    def bound(admin: AdminUser) -> ForUser[T]:
-        return ForUser(service, admin)
+    def bound(admin: AdminUser) -> ForAdmin[T]:
+        return ForAdmin(service, admin)
 
     return Provide(bound, sync_to_thread=False)
 

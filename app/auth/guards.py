@@ -10,7 +10,7 @@ from litestar.connection import ASGIConnection
 from litestar.di import NamedDependency, Provide
 from litestar.enums import ScopeType
 
-from app.auth.tokens import Principal, TokenError, verify
+from app.auth.tokens import Keys, Principal, TokenError, verify
 from app.errors import ApiError
 
 _STATE_KEY = "draftwire_principal"
@@ -34,7 +34,7 @@ def token_of(connection: ASGIConnection[Any, Any, Any, Any], *, allow_query: boo
 
 
 def principal_of(
-    connection: ASGIConnection[Any, Any, Any, Any], secret: str, *, allow_query: bool = False
+    connection: ASGIConnection[Any, Any, Any, Any], secret: Keys, *, allow_query: bool = False
 ) -> Principal | None:
     """The caller, or None when there is no valid token. Cached on the connection."""
     state = connection.scope.setdefault("state", {})
@@ -51,21 +51,21 @@ def principal_of(
     return principal
 
 
-def require_user(connection: ASGIConnection[Any, Any, Any, Any], secret: str) -> Principal:
+def require_user(connection: ASGIConnection[Any, Any, Any, Any], secret: Keys) -> Principal:
     principal = principal_of(connection, secret, allow_query=connection.scope["type"] == ScopeType.WEBSOCKET)
     if principal is None:
         raise ApiError(401, "unauthorized", "Sign in again: the session token is missing, invalid or expired.")
     return principal
 
 
-def require_admin(connection: ASGIConnection[Any, Any, Any, Any], secret: str) -> Principal:
+def require_admin(connection: ASGIConnection[Any, Any, Any, Any], secret: Keys) -> Principal:
     principal = require_user(connection, secret)
     if not principal.admin:
         raise ApiError(403, "forbidden", "This needs the admin role.")
     return principal
 
 
-def auth_dependencies(secret: str) -> dict[str, Provide]:
+def auth_dependencies(secret: Keys) -> dict[str, Provide]:
     """Litestar dependencies ``user`` (401 without a valid token) and ``admin`` (also 403 without
     the admin role): a handler declares ``user: Principal`` or ``admin: Principal`` and gets the
     caller, typed, or never runs."""

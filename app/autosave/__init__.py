@@ -37,7 +37,7 @@ def http_part(autosave: AutosaveService) -> HttpPart:
     return HttpPart(
         routes=list(ROUTES),
         dependencies={"drafts": for_user(autosave)},
-        fast_paths={("POST", "/api/autosave"): autosave_fast_path(autosave, autosave.settings.jwt_secret)},
+        fast_paths={("POST", "/api/autosave"): autosave_fast_path(autosave, autosave.settings.jwt_verify_keys)},
         health={"autosave": autosave.health},
     )
 

@@ -14,6 +14,7 @@ from litestar.connection import ASGIConnection
 from litestar.types import Receive, Scope, Send
 
 from app.auth.guards import require_user
+from app.auth.tokens import Keys
 from app.autosave.routes import BODY_LIMIT_FACTOR
 from app.autosave.service import AutosaveService, parse_save
 from app.errors import ApiError, error_body
@@ -28,7 +29,7 @@ _INTERNAL = _encode(
 )
 
 
-def autosave_fast_path(service: AutosaveService, secret: str) -> Any:
+def autosave_fast_path(service: AutosaveService, secret: Keys) -> Any:
     """The raw ASGI handler of ``POST /api/autosave`` (to be wrapped by the edge)."""
     settings = service.settings
     limit = settings.autosave_max_payload_bytes * BODY_LIMIT_FACTOR + 65_536

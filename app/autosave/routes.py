@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, FromQuery
+from litestar.params import Parameter
 
 from app.auth.bound import ForUser
-from app.autosave.service import AutosaveService, parse_save
+from app.autosave.service import CURSOR_PATTERN, UUID_PATTERN, AutosaveService, parse_save
 from app.errors import ApiError, not_found
+from app.http.openapi import documents
 
 BODY_LIMIT_FACTOR = 2
 """A body may be this many times the payload limit (pretty-printed JSON, escapes) before it is
@@ -22,8 +23,23 @@ refused unread with 413; the exact limit applies to the payload once parsed."""
 UserDrafts = ForUser[AutosaveService]
 """The caller's drafts: the service bound to the authenticated user."""
 
+SAVE_BODY = {
+    "type": "object",
+    "required": ["title", "payload"],
+    "properties": {
+        "draftId": {"type": ["string", "null"], "pattern": UUID_PATTERN, "description": "Null or absent: a new draft."},
+        "title": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"\S",
+                  "description": "Not only whitespace; at most AUTOSAVE_MAX_TITLE_CHARS (200) characters."},
+        "payload": {"type": "object",
+                    "description": "At most AUTOSAVE_MAX_PAYLOAD_BYTES (512,000) bytes serialized, 64 levels deep."},
+        "baseVersion": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**63 - 1,
+                        "description": "The version this edit started from; older than the latest is 409."},
+    },
+}
+DRAFT_ID = Parameter(description="A draft id (UUID).", schema_extra={"pattern": UUID_PATTERN})
 
-@post("/api/autosave", status_code=202, request_max_body_size=None)
+
+@post("/api/autosave", status_code=202, request_max_body_size=None, opt=documents(404, 409, 422, body=SAVE_BODY))
 async def autosave(request: Request[Any, Any, Any], drafts: NamedDependency[UserDrafts]) -> Response[dict[str, Any]]:
     settings = drafts.service.settings
     limit = settings.autosave_max_payload_bytes * BODY_LIMIT_FACTOR + 65_536
@@ -53,16 +69,14 @@ async def _read_limited(request: Request[Any, Any, Any], limit: int) -> bytes:
 @get("/api/drafts")
 async def list_drafts(
     drafts: NamedDependency[UserDrafts],
-    limit: FromQuery[int] = 20,
-    cursor: FromQuery[str | None] = None,
+    limit: Annotated[int, Parameter(ge=1, le=100, description="Drafts per page.")] = 20,
+    cursor: Annotated[str | None, Parameter(pattern=CURSOR_PATTERN, description="nextCursor of a page.")] = None,
 ) -> dict[str, Any]:
-    if not 1 <= limit <= 100:
-        raise ApiError(400, "invalid_limit", "limit must be between 1 and 100.")
     return await drafts.service.list(drafts.user_id, limit, cursor)
 
 
 @get("/api/drafts/{draft_id:str}")
-async def get_draft(drafts: NamedDependency[UserDrafts], draft_id: FromPath[str]) -> dict[str, Any]:
+async def get_draft(drafts: NamedDependency[UserDrafts], draft_id: Annotated[str, DRAFT_ID]) -> dict[str, Any]:
     try:
         draft_id = str(uuid.UUID(draft_id))
     except ValueError:

@@ -7,12 +7,12 @@ a draft saved through one API process reads back through any other before it is 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
@@ -34,6 +34,10 @@ from observability.metrics import AUTOSAVE_PAYLOAD_BYTES, AUTOSAVE_REQUESTS, obs
 log = get_logger(__name__)
 
 MAX_JSON_DEPTH = 64
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+"""A draft id as clients send it (the OpenAPI document uses the same pattern)."""
+MAX_VERSION = 2**63 - 1
+"""Versions are Postgres bigints."""
 FLUSH_FUNCTION = "flush_draft"
 
 
@@ -108,10 +112,8 @@ def parse_save(body: bytes, settings: Settings) -> SaveRequest:
 
     draft_id = doc.get("draftId")
     if draft_id is not None:
-        try:
-            draft_id = str(uuid.UUID(str(draft_id))) if isinstance(draft_id, str) else None
-        except ValueError:
-            draft_id = None
+        valid = isinstance(draft_id, str) and re.fullmatch(UUID_PATTERN, draft_id)
+        draft_id = str(uuid.UUID(draft_id)) if valid else None
         if draft_id is None:
             raise _reject(
                 422, "invalid_draft_id", "draftId must be a UUID string, or left out for a new draft.", "invalid"
@@ -144,10 +146,12 @@ def parse_save(body: bytes, settings: Settings) -> SaveRequest:
         )
 
     base_version = doc.get("baseVersion")
+    if isinstance(base_version, float) and base_version.is_integer():
+        base_version = int(base_version)  # JSON Schema's integer: 7.0 is 7
     if base_version is not None and (
-        isinstance(base_version, bool) or not isinstance(base_version, int) or base_version < 0
+        isinstance(base_version, bool) or not isinstance(base_version, int) or not 0 <= base_version <= MAX_VERSION
     ):
-        raise _reject(422, "invalid_base_version", "baseVersion must be a whole number >= 0.", "invalid")
+        raise _reject(422, "invalid_base_version", f"baseVersion must be a whole number 0..{MAX_VERSION}.", "invalid")
 
     return SaveRequest(draft_id, title, payload_json, size, base_version)
 
@@ -361,15 +365,21 @@ def _iso_ms(ms: int) -> str:
     return _iso(datetime.fromtimestamp(ms / 1000, tz=UTC))
 
 
+CURSOR_PATTERN = r"^[0-9]{1,18}\.[0-9a-f]{32}$"
+"""A page cursor: microseconds since the epoch and a draft id (hex), the keyset position after
+which the next page starts. Every string of this shape is a valid position (so the OpenAPI
+document can say exactly what is accepted); later than year 9999 counts as the newest."""
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MAX_MICROS = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
+
+
 def _encode_cursor(updated_at: datetime, draft_id: str) -> str:
-    raw = f"{updated_at.astimezone(UTC).isoformat()}|{draft_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    micros = (updated_at.astimezone(UTC) - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}.{uuid.UUID(draft_id).hex}"
 
 
 def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, draft_id = raw.split("|", 1)
-        return datetime.fromisoformat(stamp), str(uuid.UUID(draft_id))
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned; start again without it.") from None
+    if not re.fullmatch(CURSOR_PATTERN, cursor):
+        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned; start again without it.")
+    micros, draft_hex = cursor.split(".")
+    return _EPOCH + timedelta(microseconds=min(int(micros), _MAX_MICROS)), str(uuid.UUID(draft_hex))

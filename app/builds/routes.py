@@ -69,7 +69,7 @@ async def start_build(
     return Response({"jobId": job_id}, status_code=202)
 
 
-@get("/api/drafts/{draft_id:str}/build")
+@get("/api/drafts/{draft_id:str}/build", media_type="text/markdown; charset=utf-8")
 async def latest_build(
     user: CurrentUser, builds: NamedDependency[BuildStarter], draft_id: FromPath[str]
 ) -> Response[str]:

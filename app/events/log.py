@@ -29,7 +29,7 @@ EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
 
 def valid_channel(channel: str) -> bool:
-    return bool(CHANNEL_RE.match(channel))
+    return bool(CHANNEL_RE.fullmatch(channel))  # fullmatch: '$' alone lets a trailing newline in
 
 
 @dataclass(frozen=True, slots=True)

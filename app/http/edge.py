@@ -54,6 +54,10 @@ UNTRACED = frozenset({"/metrics", "/healthz", "/readyz", "/api/events"})
 UNMEASURED = frozenset({"/metrics"})
 # Routes with a limit of their own (per user) are not counted against the per-client limit.
 OWN_LIMIT = frozenset({("POST", "/api/autosave")})
+MAX_BODY_BYTES = 1_100_000
+"""No request body may be larger (the autosave payload limit, 512,000 bytes, twice over for
+escapes, plus its title): a ``Content-Length`` above it is 413 before the handler runs, and
+Litestar stops reading a chunked body there too. Routes may refuse smaller bodies themselves."""
 # Long-lived streams (SSE) are not requests with a deadline: no API_REQUEST_TIMEOUT for them.
 STREAMING = frozenset({"/api/events"})
 
@@ -169,8 +173,9 @@ class EdgeApp:
         if running is not None:
             running.inc()
         try:
+            _check_length(scope)
             if not quiet and (method, route) not in OWN_LIMIT and route.startswith("/api/"):
-                principal = principal_of(ASGIConnection(scope), self.settings.jwt_secret)
+                principal = principal_of(ASGIConnection(scope), self.settings.jwt_verify_keys)
                 client = f"u:{principal.user_id}" if principal else f"ip:{_client_ip(scope)}"
                 await self.limiter.check(self.api_limit, client, route)
             async with asyncio.timeout(None if route in STREAMING else self.timeout):
@@ -217,6 +222,14 @@ def edge_middleware(settings: Settings, limiter: RateLimiter) -> Callable[[ASGIA
         return EdgeApp(app, settings, limiter, children)
 
     return wrap
+
+
+def _check_length(scope: Scope) -> None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if not value.isdigit() or int(value) > MAX_BODY_BYTES:
+                raise ApiError(413, "payload_too_large", f"Request bodies are limited to {MAX_BODY_BYTES} bytes.")
+            return
 
 
 def _client_ip(scope: Scope) -> str:

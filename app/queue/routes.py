@@ -3,19 +3,24 @@ of a queue's failed jobs (the safe replacement for the runbook's ``FLUSHDB``).""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import delete, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, Parameter
 
 from app.auth import AdminUser
+from app.auth.audit import admin_action
 from app.errors import ApiError
+from app.http.openapi import documents
 from app.queue.admin import QueueAdmin, queue_stats
+from app.queue.names import QUEUES
 from app.queue.redis_queue import DraftwireQueue, RetryOutcome
 from observability.logging import get_logger
 
 log = get_logger(__name__)
+
+QueueName = Annotated[str, Parameter(description="A queue.", schema_extra={"enum": list(QUEUES)})]
 
 
 def _queue(admin_queues: QueueAdmin, name: str) -> DraftwireQueue:
@@ -32,12 +37,13 @@ async def admin_queues(admin: AdminUser, queue_admin: NamedDependency[QueueAdmin
     return await queue_stats(queue_admin.queues)
 
 
-@post("/api/admin/queues/{queue:str}/failed/{job_id:str}/retry", status_code=200)
+@post("/api/admin/queues/{queue:str}/failed/{job_id:str}/retry", status_code=200, opt=documents(409))
 async def admin_retry(
-    admin: AdminUser, queue_admin: NamedDependency[QueueAdmin], queue: FromPath[str], job_id: FromPath[str]
+    admin: AdminUser, queue_admin: NamedDependency[QueueAdmin], queue: QueueName, job_id: FromPath[str]
 ) -> dict[str, str]:
     """Put one failed job back on its queue with fresh attempts."""
     outcome = await _queue(queue_admin, queue).requeue_failed(job_id)
+    admin_action(admin, "queue.retry", f"{queue}/{job_id}", outcome=outcome.name.lower())
     if outcome is RetryOutcome.NOT_FOUND:
         raise ApiError(404, "unknown_job", f"No job with that id in queue {queue}.")
     if outcome is RetryOutcome.NOT_FAILED:
@@ -47,11 +53,12 @@ async def admin_retry(
 
 @delete("/api/admin/queues/{queue:str}/failed", status_code=200)
 async def admin_purge_failed(
-    admin: AdminUser, queue_admin: NamedDependency[QueueAdmin], queue: FromPath[str]
+    admin: AdminUser, queue_admin: NamedDependency[QueueAdmin], queue: QueueName
 ) -> dict[str, Any]:
     """Delete the failed jobs of one queue; waiting, running and completed jobs stay."""
     purged = await _queue(queue_admin, queue).purge_failed()
     log.info("queue_failed_purged", queue=queue, count=purged)
+    admin_action(admin, "queue.purge_failed", queue, count=purged)
     return {"queue": queue, "purged": purged}
 
 

@@ -98,7 +98,7 @@ class Gateway:
         if not token:
             return None
         try:
-            return verify(self.settings.jwt_secret, token)
+            return verify(self.settings.jwt_verify_keys, token)
         except TokenError:
             return None
 

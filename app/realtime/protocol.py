@@ -27,7 +27,7 @@ class Close(IntEnum):
     GOING_AWAY = 1001
     """Draining for shutdown."""
     POLICY = 1008
-    """Auth or origin refused."""
+    """Auth or origin refused, or a client over its frame budget (``too many frames``)."""
     TOO_BIG = 1009
     TRY_LATER = 1013
     """Quota full, or too slow to keep up: reconnect later and resume with ``sinceSeq``."""

@@ -4,20 +4,23 @@ endpoint (:data:`PUBLISH_ROUTES`: publishing belongs to the API, the gateway onl
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.enums import ScopeType
 from litestar.handlers import asgi
-from litestar.params import FromPath
+from litestar.params import Parameter
 from litestar.types import Receive, Scope, Send
 
 from app.auth import AdminUser
+from app.auth.audit import admin_action
 from app.errors import ApiError
 from app.events import EVENT_TYPE_RE, EventPublisher, valid_channel
+from app.http.openapi import documents
 from app.realtime.gateway import Gateway
+from app.realtime.schema import CHANNEL_PATTERN, PUBLISH_BODY, SSE_OPERATION
 from app.realtime.sse import serve_sse
 from app.realtime.ws import serve_ws
 
@@ -34,7 +37,8 @@ def stream_routes(gateway: Gateway) -> list[Any]:
             raise ApiError(400, "bad_request", "This path speaks WebSocket only.")
         await serve_ws(gateway, scope, receive, send)
 
-    @asgi("/api/events", copy_scope=False, include_in_schema=False)
+    @asgi("/api/events", copy_scope=False, include_in_schema=False, opt=documents(400, 404, 422,
+                                                                                   operation=SSE_OPERATION))
     async def sse_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != ScopeType.HTTP:
             raise ApiError(400, "bad_request", "This path speaks Server-Sent Events over HTTP only.")
@@ -48,12 +52,12 @@ def stream_routes(gateway: Gateway) -> list[Any]:
     return [websocket_endpoint, sse_endpoint, realtime_metrics]
 
 
-@post("/api/admin/channels/{channel:str}/events", status_code=201)
+@post("/api/admin/channels/{channel:str}/events", status_code=201, opt=documents(422, body=PUBLISH_BODY))
 async def publish_event(
     request: Request[Any, Any, Any],
     admin: AdminUser,
     publisher: NamedDependency[EventPublisher],
-    channel: FromPath[str],
+    channel: Annotated[str, Parameter(description="job:<id> or draft:<id>", schema_extra={"pattern": CHANNEL_PATTERN})],
 ) -> Response[dict[str, Any]]:
     """Append an event to ``channel`` and announce it: ``{"type": "...", "data": {...}}``."""
     if not valid_channel(channel):
@@ -68,11 +72,12 @@ async def publish_event(
     if not isinstance(body, dict):
         raise ApiError(422, "invalid_request", 'The body must be JSON like {"type":"...","data":{}}.')
     type_, data = body.get("type"), body.get("data", {})
-    if not isinstance(type_, str) or not EVENT_TYPE_RE.match(type_):
+    if not isinstance(type_, str) or not EVENT_TYPE_RE.fullmatch(type_):
         raise ApiError(422, "invalid_request", "type must be lowercase words joined by dots, e.g. job.progress.")
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_request", "data must be a JSON object.")
     event = await publisher.publish(channel, type_, data)
+    admin_action(admin, "channel.publish", channel, type=type_, seq=event.seq)
     return Response({"channel": event.channel, "seq": event.seq}, status_code=201)
 
 

@@ -61,7 +61,7 @@ class SseSession(Session):
 def _request(scope: Scope) -> tuple[str, int]:
     """Channel and resume position, or a 4xx :class:`ApiError`."""
     if scope.get("method", "GET") not in ("GET", "HEAD"):
-        raise ApiError(405, "method_not_allowed", "This path only accepts GET.")
+        raise ApiError(405, "method_not_allowed", "This path only accepts GET.", headers={"Allow": "GET, HEAD"})
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     try:
         channel = protocol.parse_channel(query.get("channel", [None])[0])

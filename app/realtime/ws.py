@@ -17,6 +17,7 @@ from litestar.types import Receive, Scope, Send
 
 from app.events import StoredEvent
 from app.realtime import protocol
+from app.realtime.flood import FrameBudget
 from app.realtime.gateway import Gateway, Refusal
 from app.realtime.outbox import LiveEvent
 from app.realtime.protocol import Close, ErrorCode, FrameError
@@ -84,6 +85,7 @@ async def serve_ws(gateway: Gateway, scope: Scope, asgi_receive: Receive, asgi_s
 async def _receive_loop(session: WsSession, receive: RawReceive) -> None:
     gateway = session.gateway
     idle = gateway.settings.realtime_idle_timeout or None
+    budget = FrameBudget(gateway.settings.realtime_client_frames_per_second)
     while session.closing is None:
         try:
             async with asyncio.timeout(idle):
@@ -97,6 +99,9 @@ async def _receive_loop(session: WsSession, receive: RawReceive) -> None:
             return
         if kind != "websocket.receive":
             continue
+        if not budget.take():
+            session.close(Close.POLICY, "too many frames", "frame_flood")
+            return
         text = message.get("text")
         raw = text if text is not None else message.get("bytes") or b""
         if len(raw) > protocol.MAX_CLIENT_FRAME_BYTES or (

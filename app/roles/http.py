@@ -8,20 +8,19 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.enums import ScopeType
-from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from app import health
 from app.auth.guards import auth_dependencies
 from app.errors import EXCEPTION_HANDLERS
 from app.health import Readiness
-from app.http.edge import edge_middleware
+from app.http.edge import MAX_BODY_BYTES, edge_middleware
+from app.http.hardening import cors_config, secure
+from app.http.openapi import openapi_config
 from app.http.telemetry import structlog_plugin
 from app.parts import HttpPart, provide
 from app.platform import Platform
 from app.roles.tuning import tune_gc
-
-OPENAPI = OpenAPIConfig(title="Draftwire", version="0.1.0", path="/schema")
 
 
 def build_app(platform: Platform, parts: Sequence[HttpPart], *, tune_process: bool = False) -> Litestar:
@@ -47,7 +46,7 @@ def build_app(platform: Platform, parts: Sequence[HttpPart], *, tune_process: bo
             await readiness.stop()
             await platform.close()
 
-    dependencies: dict[str, Any] = {**auth_dependencies(settings.jwt_secret), "readiness": provide(readiness)}
+    dependencies: dict[str, Any] = {**auth_dependencies(settings.jwt_verify_keys), "readiness": provide(readiness)}
     routes: list[Any] = list(health.ROUTES)
     for part in parts:
         routes.extend(part.routes)
@@ -60,15 +59,19 @@ def build_app(platform: Platform, parts: Sequence[HttpPart], *, tune_process: bo
         middleware=[edge],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=[platform_lifespan, *(span for part in parts for span in part.lifespans)],
-        openapi_config=OPENAPI,
+        openapi_config=openapi_config(),
+        cors_config=cors_config(settings),
+        request_max_body_size=MAX_BODY_BYTES,
         debug=False,
     )
+    # With CORS allowed, Litestar's CORS middleware must see every request: no fast paths then.
     fast = {key: edge(handler) for part in parts for key, handler in part.fast_paths.items()}
-    if fast:
+    if fast and not settings.cors_allowed_origins:
         _install_fast_paths(app, fast)
     for part in parts:
         for hook in part.on_app:
             hook(app)
+    secure(app)
     return app
 
 
