@@ -33,6 +33,19 @@ from observability.metrics import AUTOSAVE_PAYLOAD_BYTES, AUTOSAVE_REQUESTS, obs
 
 log = get_logger(__name__)
 
+_TRACER = tracing.tracer("draftwire.autosave")
+
+
+class _Outcomes(dict[str, Any]):
+    """``autosave_requests_total`` children, each resolved on first use and then kept
+    (``labels()`` per request costs a lock and a lookup)."""
+
+    def __missing__(self, outcome: str) -> Any:
+        child = self[outcome] = AUTOSAVE_REQUESTS.labels(outcome)
+        return child
+
+
+_OUTCOMES = _Outcomes()
 MAX_JSON_DEPTH = 64
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 """A draft id as clients send it (the OpenAPI document uses the same pattern)."""
@@ -81,7 +94,7 @@ async def enqueue_flush(
 
 
 def _reject(status: int, code: str, detail: str, outcome: str) -> ApiError:
-    AUTOSAVE_REQUESTS.labels(outcome).inc()
+    _OUTCOMES[outcome].inc()
     return ApiError(status, code, detail)
 
 
@@ -163,15 +176,16 @@ class AutosaveService:
         self.db = db
         self.queue = queue
         self._job_defaults = job_defaults(settings.worker_task_timeout, settings.job_max_attempts)
+        self._limit = Limit("autosave", settings.autosave_rate_limit_per_minute, 60)
 
     async def save(self, user_id: str, request: SaveRequest) -> SaveResult:
         draft_id = request.draft_id or str(uuid.uuid4())
         key = job_key(user_id, draft_id)
         now = time.time()
-        limit = Limit("autosave", self.settings.autosave_rate_limit_per_minute, 60)
+        limit = self._limit
         # A new draft (no id given) starts at version 0 without asking Postgres.
         seed: int | None = 0 if request.draft_id is None else None
-        with tracing.tracer("draftwire.autosave").start_as_current_span(
+        with _TRACER.start_as_current_span(
             "autosave enqueue", attributes={"messaging.destination.name": AUTOSAVE, "messaging.message.id": key}
         ):
             flush = self._flush_job(key, user_id, draft_id, now)
@@ -189,7 +203,7 @@ class AutosaveService:
                         flush=flush,
                     )
                 except RedisError as exc:
-                    AUTOSAVE_REQUESTS.labels("unavailable").inc()
+                    _OUTCOMES["unavailable"].inc()
                     log.error("autosave_store_failed", error=type(exc).__name__)
                     raise unavailable(
                         "queue_unavailable", "Saving is unavailable right now (queue store down); retry shortly."
@@ -198,13 +212,13 @@ class AutosaveService:
                     break
                 seed = await self._seed_from_postgres(user_id, draft_id)
         if status == RATE_LIMITED:
-            AUTOSAVE_REQUESTS.labels("rate_limited").inc()
+            _OUTCOMES["rate_limited"].inc()
             raise refused(limit, value, "/api/autosave")
         if status == NOT_OWNER:
-            AUTOSAVE_REQUESTS.labels("not_found").inc()
+            _OUTCOMES["not_found"].inc()
             raise not_found("draft")
         if status == CONFLICT:
-            AUTOSAVE_REQUESTS.labels("conflict").inc()
+            _OUTCOMES["conflict"].inc()
             raise ApiError(
                 409,
                 "version_conflict",
@@ -212,7 +226,7 @@ class AutosaveService:
                 f" reload it, merge, and save with baseVersion {value}.",
             )
         observe(AUTOSAVE_PAYLOAD_BYTES, request.payload_bytes)
-        AUTOSAVE_REQUESTS.labels("accepted").inc()
+        _OUTCOMES["accepted"].inc()
         log.info("autosave_enqueued", job_id=key, queue=AUTOSAVE, version=value)
         return SaveResult(draft_id, value, key)
 
@@ -240,7 +254,7 @@ class AutosaveService:
         if row is None:
             return 0
         if row["owner_user_id"] != user_id:
-            AUTOSAVE_REQUESTS.labels("not_found").inc()
+            _OUTCOMES["not_found"].inc()
             raise not_found("draft")
         return int(row["version"])
 

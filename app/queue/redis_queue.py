@@ -25,6 +25,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from saq.job import Job, Status
 from saq.queue.redis import RedisQueue
 
@@ -87,11 +88,17 @@ def equal_jitter_delay(attempts: int, base: float, cap: float) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+_dump_job = msgspec.json.Encoder().encode
+
+
 class DraftwireQueue(RedisQueue):
     """SAQ's Redis queue with a dead letter, metrics and sub-second scheduling."""
 
     def __init__(self, redis: Any, *, name: str, retry_cap: float = 60.0) -> None:
-        super().__init__(redis, name=name, swept_error_message="stalled: worker lost or job timed out")
+        # msgspec writes the same JSON as SAQ's default json.dumps, several times faster (every
+        # save serializes its flush job); reading stays json.loads (it accepts both).
+        super().__init__(redis, name=name, swept_error_message="stalled: worker lost or job timed out",
+                         dump=_dump_job)
         self.retry_cap = retry_cap
         self.failed_key = self.namespace("failed")
         self.completed_key = self.namespace("completed")
