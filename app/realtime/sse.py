@@ -47,7 +47,7 @@ class SseSession(Session):
         return event.sse_text
 
     def encode_events(self, events: list[LiveEvent]) -> str:
-        return "".join(event.sse_text for event in events)
+        return events[0].merged("sse", events, _sse_texts)
 
     def encode_page(self, channel: str, rows: list[StoredEvent]) -> str:
         return "".join(
@@ -56,6 +56,10 @@ class SseSession(Session):
 
     def encode_control(self, op: str, frame: str) -> str:
         return f"event: {op}\ndata: {frame}\n\n"
+
+
+def _sse_texts(events: list[LiveEvent]) -> str:
+    return "".join(event.sse_text for event in events)
 
 
 def _request(scope: Scope) -> tuple[str, int]:

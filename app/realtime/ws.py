@@ -41,10 +41,14 @@ class WsSession(Session):
         return event.ws_text
 
     def encode_events(self, events: list[LiveEvent]) -> str:
-        return protocol.events_frame(events[0].channel, [event.element for event in events])
+        return events[0].merged("ws", events, _events_frame)
 
     def encode_page(self, channel: str, rows: list[StoredEvent]) -> str:
         return protocol.batch_frame(channel, rows)
+
+
+def _events_frame(events: list[LiveEvent]) -> str:
+    return protocol.events_frame(events[0].channel, [event.element for event in events])
 
 
 async def serve_ws(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
