@@ -34,22 +34,24 @@ def prometheus_config(
     interval_s: float = 15,
 ) -> str:
     """prometheus.yml scraping ``host:port`` targets under the jobs our rules and dashboards
-    select on (``gateway``: ``draftwire gateway`` processes, if any), loading ``rule_files``, alerting ``alertmanager`` (``host:port``) if given."""
+    select on (``gateway``: ``draftwire gateway`` processes, if any), loading ``rule_files``,
+    alerting ``alertmanager`` (``host:port``) if given."""
     import yaml
 
     interval = f"{interval_s:g}s"
+    scrape_configs: list[dict[str, object]] = [
+        {"job_name": API_JOB, "static_configs": [{"targets": api}]},
+        {"job_name": WORKER_JOB, "static_configs": [{"targets": worker}]},
+    ]
+    if gateway:  # realtime gateway processes (draftwire gateway), when the stack runs any
+        scrape_configs.append({"job_name": GATEWAY_JOB, "static_configs": [{"targets": gateway}]})
     config: dict[str, object] = {
         # A scrape may not take longer than its interval (Prometheus refuses the config).
         "global": {"scrape_interval": interval, "evaluation_interval": interval,
                    "scrape_timeout": f"{min(interval_s, 5):g}s"},
         "rule_files": [str(path) for path in rule_files],
-        "scrape_configs": [
-            {"job_name": API_JOB, "static_configs": [{"targets": api}]},
-            {"job_name": WORKER_JOB, "static_configs": [{"targets": worker}]},
-        ],
+        "scrape_configs": scrape_configs,
     }
-    if gateway:  # realtime gateway processes (draftwire gateway), when the stack runs any
-        config["scrape_configs"].append({"job_name": GATEWAY_JOB, "static_configs": [{"targets": gateway}]})  # type: ignore[attr-defined]
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     return str(yaml.safe_dump(config, sort_keys=False))

@@ -25,9 +25,10 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from app.auth import issue
 from app.db.migrate import migrate
 from devstack.servers import PostgresServer, RedisServer, free_port
-from loadtests.bench_realtime import SECRET, bench_idle, serving
+from loadtests.bench_realtime import SECRET, RawWS, rss_of_group, serving
 
 BIN = Path(sys.executable).parent
 BARE = {
@@ -40,6 +41,55 @@ BARE = {
                         "--no-access-log", "--log-level", "warning", "--backlog", "2048", "--host", "127.0.0.1",
                         "--port", "{port}", "loadtests.bare_ws:app"],
 }
+
+
+class IdleClient(asyncio.Protocol):
+    """One idle socket after its handshake: answers the server's keep-alive pings (as a browser
+    does; uvicorn closes a socket whose pong is 20 s late) and notes ``caught_up``."""
+
+    def __init__(self, transport: asyncio.Transport, caught_up: asyncio.Future[None], pending: bytes) -> None:
+        self.transport, self.caught_up, self.buf = transport, caught_up, b""
+        self.data_received(pending)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data
+        while len(buf) >= 2 and len(buf) >= 2 + (buf[1] & 0x7F):  # server frames here are < 126 bytes
+            opcode, n = buf[0] & 0x0F, buf[1] & 0x7F
+            payload, buf = buf[2:2 + n], buf[2 + n:]
+            if opcode == 0x9:  # ping -> pong with the same payload, masked (all-zero mask)
+                self.transport.write(bytes([0x8A, 0x80 | len(payload)]) + b"\0\0\0\0" + payload)
+            elif b"caught_up" in payload and not self.caught_up.done():
+                self.caught_up.set_result(None)
+        self.buf = buf
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.caught_up.done():
+            self.caught_up.set_exception(ConnectionError("closed before caught_up"))
+
+
+async def bench_idle(port: int, count: int, pgid: int) -> dict[str, Any]:
+    """``count`` authenticated sockets, one subscription each (100 channels), held open; RSS of
+    the server's process group before and after."""
+    loop = asyncio.get_running_loop()
+    before = rss_of_group(pgid)
+    caught: list[asyncio.Future[None]] = []
+    transports = []
+    clients = []  # kept: a StreamWriter that is collected closes its transport
+    for i in range(count):
+        ws = await RawWS.connect(port, issue(SECRET, f"idle-{i}", admin=True))
+        ws.send({"op": "subscribe", "channel": f"job:idle-{i % 100}", "sinceSeq": 0})
+        clients.append(ws)
+        future: asyncio.Future[None] = loop.create_future()
+        transport = ws.writer.transport
+        transport.set_protocol(IdleClient(transport, future, ws.buf + bytes(ws.reader._buffer)))  # type: ignore[arg-type]
+        caught.append(future)
+        transports.append(transport)
+    await asyncio.wait_for(asyncio.gather(*caught), 120)
+    await asyncio.sleep(1)  # let the allocator settle before sampling RSS
+    after = rss_of_group(pgid)
+    for transport in transports:
+        transport.close()
+    return {"sockets": count, "api_rss_before_mib": before, "api_rss_mib": after}
 
 
 def per_socket(result: dict[str, Any], count: int) -> dict[str, Any]:
