@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -26,9 +25,8 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.auth import issue
-from app.db.migrate import migrate
-from devstack.servers import PostgresServer, RedisServer, free_port
-from loadtests.bench_realtime import SECRET, RawWS, rss_of_group, serving
+from devstack.servers import free_port
+from loadtests.bench_realtime import SECRET, RawWS, rss_of_group, serving, stores
 
 BIN = Path(sys.executable).parent
 BARE = {
@@ -126,30 +124,13 @@ def main() -> None:
     parser.add_argument("--compression", action="store_true", help="REALTIME_COMPRESSION=1 (uvicorn only)")
     parser.add_argument("--no-bare", dest="bare", action="store_false", help="skip the bare-server floor")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="dw-idle-"))
-    os.chmod(root, 0o755)
-    pg = redis = None
-    database_url, redis_url = os.environ.get("DATABASE_URL"), os.environ.get("REDIS_URL")
-    if not database_url:
-        pg = PostgresServer(root / "pg").start()
-        database_url = pg.url
-    if not redis_url:
-        redis = RedisServer(root / "redis").start()
-        redis_url = redis.url
-    try:
-        asyncio.run(migrate(database_url, progress=None))
+    with stores() as (database_url, redis_url):
         env = {
             "DATABASE_URL": database_url, "REDIS_URL": redis_url, "JWT_SECRET": SECRET, "DRAFTWIRE_ENV": "test",
             "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING", "RATE_LIMIT_REQUESTS": "100000000",
             "REALTIME_MAX_CONNECTIONS": str(args.idle + 100), "REALTIME_MAX_PER_CLIENT": str(args.idle + 100),
         }
         print(json.dumps(uvloop.run(run(args, env)), indent=2))
-    finally:
-        if redis:
-            redis.stop()
-        if pg:
-            pg.stop("immediate")
-
 
 if __name__ == "__main__":
     main()

@@ -44,7 +44,9 @@ def start_send(sent: Any) -> Any:
     writes to the transport and, unless the socket is flow-controlled, finishes without ever
     suspending: it is run here eagerly, at once, instead of costing a task (and a loop
     iteration) per frame per socket. Only a send that does suspend becomes a task, resumed once
-    the future it waits on is done. Raises what the send raised."""
+    the future it waits on is done. Raises what the send raised. ``sent`` None: written already."""
+    if sent is None:
+        return None
     if hasattr(sent, "add_done_callback"):
         return sent
     try:
@@ -189,7 +191,7 @@ class Outbox:
     every event is its own send.
     """
 
-    def __init__(self, send_text: Callable[[str], Awaitable[None]], *, on_overflow: Callable[[], None],
+    def __init__(self, send_text: Callable[[str], Awaitable[None] | None], *, on_overflow: Callable[[], None],
                  on_error: Callable[[], None] | None = None,
                  merge: Callable[[list[LiveEvent]], str] | None = None,
                  limit: int = OUTBOX_LIMIT, max_bytes: int = OUTBOX_BYTES) -> None:

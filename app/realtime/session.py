@@ -39,8 +39,9 @@ class Session:
         self._expiry: asyncio.TimerHandle | None = None
 
     # --- encoding and writing (per transport) ----------------------------------------------------
-    def write(self, text: str) -> Awaitable[None]:
-        """Start sending one frame; the returned awaitable completes when it is written."""
+    def write(self, text: str) -> Awaitable[None] | None:
+        """Start sending one frame; the returned awaitable completes when it is written (None:
+        written already)."""
         raise NotImplementedError
 
     def encode_event(self, event: LiveEvent) -> str:

@@ -17,6 +17,7 @@ from litestar.types import Receive, Scope, Send
 
 from app.events import StoredEvent
 from app.realtime import protocol
+from app.realtime.direct import DirectWriter
 from app.realtime.gateway import Gateway, Refusal
 from app.realtime.outbox import LiveEvent
 from app.realtime.protocol import Close, ErrorCode, FrameError
@@ -32,9 +33,12 @@ class WsSession(Session):
     def __init__(self, gateway: Gateway, principal: Any, send: Send) -> None:
         super().__init__(gateway, principal)
         self._send = send
+        self._direct = DirectWriter.of(send)
         self.disconnected = False
 
-    def write(self, text: str) -> Awaitable[None]:
+    def write(self, text: str) -> Awaitable[None] | None:
+        if self._direct is not None and self._direct.write(text):
+            return None  # written at once, framed once for every socket (app/realtime/direct.py)
         return self._send({"type": "websocket.send", "text": text})
 
     def encode_event(self, event: LiveEvent) -> str:

@@ -17,6 +17,7 @@ from app.platform import Platform
 from app.roles.http import build_app
 from app.roles.services import services
 from observability import tracing
+from observability.logging import get_logger
 from observability.metrics import REALTIME_MAX_CONNECTIONS
 
 GATEWAY_POOL_MAX = 5
@@ -49,6 +50,10 @@ def run(settings: Settings) -> None:
 
     target = "app.roles.gateway:serve"
     if settings.gateway_server == "granian":
+        if settings.realtime_compression:
+            get_logger("app.gateway").warning(
+                "realtime_compression_unsupported", server="granian",
+                detail="Granian has no per-message deflate; sockets run uncompressed. Use GATEWAY_SERVER=uvicorn.")
         servers.granian(target, settings)
     else:
         servers.uvicorn(target, settings, ws="wsproto" if settings.gateway_server == "uvicorn-wsproto"
