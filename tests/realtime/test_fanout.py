@@ -144,6 +144,7 @@ async def test_a_send_that_fails_at_once_closes_the_outbox() -> None:
 def test_a_direct_frame_is_what_the_websockets_library_would_send() -> None:
     """The bytes written once for every socket equal the frame websockets' own server protocol
     builds for the same text (short, 16-bit and 64-bit lengths)."""
+    from websockets.protocol import State
     from websockets.server import ServerProtocol
 
     from app.realtime.direct import text_frame
@@ -151,6 +152,6 @@ def test_a_direct_frame_is_what_the_websockets_library_would_send() -> None:
     for size in (5, 125, 126, 65_535, 65_536, 70_000):
         text = "x" * size
         protocol = ServerProtocol()
-        protocol.state = 1  # OPEN (the handshake is not this test's business)
+        protocol.state = State.OPEN  # the handshake is not this test's business
         protocol.send_text(text.encode())
         assert b"".join(protocol.data_to_send()) == text_frame(text.encode()), size
