@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar
+from litestar.enums import ScopeType
 from litestar.types import Receive, Scope, Send
 
 from app.realtime.gateway import Gateway
@@ -89,7 +90,7 @@ def _install_socket_fast_path(app: Litestar, gateway: Gateway) -> None:
     inner = app.asgi_handler
 
     async def realtime_front(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and scope["path"] == "/ws":
+        if scope["type"] == ScopeType.WEBSOCKET and scope["path"] == "/ws":
             try:
                 await serve_ws(gateway, scope, receive, send)
             except Exception as exc:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, cast
 
-from litestar.types import Receive, Scope, Send
+from litestar.types import Receive, Scope, Send, WebSocketAcceptEvent, WebSocketSendEvent
 
 from app.events import StoredEvent
 from app.realtime import protocol
@@ -39,7 +39,8 @@ class WsSession(Session):
     def write(self, text: str) -> Awaitable[None] | None:
         if self._direct is not None and self._direct.write(text):
             return None  # written at once, framed once for every socket (app/realtime/direct.py)
-        return self._send({"type": "websocket.send", "text": text})
+        # Only the keys the servers read (Granian reads a "bytes" key that is present as bytes).
+        return self._send(cast("WebSocketSendEvent", {"type": "websocket.send", "text": text}))
 
     def encode_event(self, event: LiveEvent) -> str:
         return event.ws_text
@@ -60,7 +61,7 @@ async def serve_ws(gateway: Gateway, scope: Scope, receive: Receive, send: Send)
     if message["type"] != "websocket.connect":
         return
     verdict = gateway.admit(scope, check_origin=True)
-    await send({"type": "websocket.accept"})
+    await send(cast("WebSocketAcceptEvent", {"type": "websocket.accept"}))
     if isinstance(verdict, Refusal):
         gateway.refused(verdict)
         await send({"type": "websocket.close", "code": verdict.code, "reason": verdict.reason})
@@ -100,8 +101,8 @@ async def _receive_loop(session: WsSession, receive: Receive) -> None:
             return
         if kind != "websocket.receive":
             continue
-        text = message.get("text")
-        raw = text if text is not None else message.get("bytes") or b""
+        text: str | None = message.get("text")  # type: ignore[assignment]
+        raw: str | bytes = text if text is not None else message.get("bytes") or b""  # type: ignore[assignment]
         if len(raw) > protocol.MAX_CLIENT_FRAME_BYTES or (
             text is not None and len(text) * 4 > protocol.MAX_CLIENT_FRAME_BYTES
             and len(text.encode()) > protocol.MAX_CLIENT_FRAME_BYTES
