@@ -23,7 +23,7 @@ HERE = Path(__file__).resolve().parent
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 FAULT_ONLY = "[fault-only]"
 API = 'job="draftwire-api"'
-STREAMS = 'job=~"draftwire-(api|gateway)"'
+STREAMS = 'job=~"draftwire-api|draftwire-gateway"'
 """Whichever processes serve /ws and /api/events: gateway processes, or APIs that serve them."""
 WORKER = 'job="draftwire-worker"'
 RATE = "$__rate_interval"
