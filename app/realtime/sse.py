@@ -68,7 +68,7 @@ def _request(scope: Scope) -> tuple[str, int]:
         raise ApiError(405, "method_not_allowed", "This path only accepts GET.")
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     try:
-        channel = protocol.parse_channel((query.get("channel") or [None])[0])
+        channel = protocol.parse_channel((query.get("channel") or [""])[0])
     except FrameError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
     headers = dict(scope.get("headers", []))
