@@ -15,24 +15,16 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def _api(args: argparse.Namespace, settings: Settings) -> int:
-    from granian import Granian
-    from granian.constants import Interfaces, Loops, RuntimeModes
+    from app.roles.servers import granian
 
-    # One Granian worker per process: prometheus-client's multiprocess mode drops exemplars,
-    # so scale with processes/replicas. Single-threaded runtime keeps socket frames in order.
-    Granian(
-        "app.roles.api:serve",
-        factory=True,
-        address=settings.host,
-        port=settings.port,
-        interface=Interfaces.ASGI,
-        workers=1,
-        loop=Loops.uvloop,
-        runtime_mode=RuntimeModes.st,
-        log_enabled=False,
-        backlog=2048,
-        workers_kill_timeout=30,
-    ).serve()
+    granian("app.roles.api:serve", settings)
+    return 0
+
+
+def _gateway(args: argparse.Namespace, settings: Settings) -> int:
+    from app.roles.gateway import run
+
+    run(settings)
     return 0
 
 
@@ -64,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="draftwire", description=__doc__)
     sub = root.add_subparsers(dest="command", required=True)
     sub.add_parser("api", help="serve the HTTP API, WebSocket and SSE on PORT (Granian)").set_defaults(run=_api)
+    gateway_help = "serve only /ws and /api/events (+ health, metrics) on PORT (GATEWAY_SERVER)"
+    sub.add_parser("gateway", help=gateway_help).set_defaults(run=_gateway)
     worker_help = "run queue consumers and cron; /healthz /metrics on WORKER_METRICS_PORT"
     sub.add_parser("worker", help=worker_help).set_defaults(
         run=_worker

@@ -111,6 +111,20 @@ class Settings:
     subscribe/unsubscribe/ping frames a minute."""
     realtime_catchup_page: int = 500
     """Events read from Postgres per replay page."""
+    realtime_max_connection_age: float = 3600.0
+    """Seconds a socket (or SSE stream) may stay open before it is closed with 1001 so that its
+    client reconnects, resuming by seq, possibly to a newer gateway process: after a scale-out the
+    old processes shed their sockets over this window instead of keeping them for days. Each
+    stream draws its own age uniformly from 80-100 % of this (jitter), so a process's sockets do
+    not all reconnect at once. 0 turns it off."""
+    realtime_compression: bool = False
+    """Per-message deflate on ``/ws`` (``REALTIME_COMPRESSION=1``), under uvicorn only (Granian has
+    none). Off: it costs about 35 KiB of zlib state a socket and CPU for every frame sent to every
+    socket, for events that are a few hundred bytes (docs/decisions/0004-gateway-server.md)."""
+    gateway_server: str = "uvicorn"
+    """The server ``draftwire gateway`` runs under: ``uvicorn`` (with ``websockets-sansio``, the
+    default), ``uvicorn-wsproto`` or ``granian`` (docs/decisions/0004-gateway-server.md).
+    ``draftwire api`` always runs under Granian."""
     event_retention_days: int = 30
     """Days ``channel_events`` are kept by the maintenance job."""
     backup_dir: str = ".data/backups"
@@ -255,6 +269,9 @@ _PARSERS: dict[str, tuple[str, Any]] = {
     "REALTIME_ALLOWED_ORIGINS": ("realtime_allowed_origins", _origins),
     "REALTIME_CLIENT_FRAMES_PER_SECOND": ("realtime_client_frames_per_second", _positive_int),
     "REALTIME_CATCHUP_PAGE": ("realtime_catchup_page", _positive_int),
+    "REALTIME_MAX_CONNECTION_AGE": ("realtime_max_connection_age", parse_duration),
+    "REALTIME_COMPRESSION": ("realtime_compression", _flag),
+    "GATEWAY_SERVER": ("gateway_server", _choice("uvicorn", "uvicorn-wsproto", "granian")),
     "EVENT_RETENTION_DAYS": ("event_retention_days", _positive_int),
     "BACKUP_DIR": ("backup_dir", str),
     "BACKUP_RETENTION_DAYS": ("backup_retention_days", _positive_int),

@@ -23,6 +23,8 @@ HERE = Path(__file__).resolve().parent
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 FAULT_ONLY = "[fault-only]"
 API = 'job="draftwire-api"'
+STREAMS = 'job=~"draftwire-api|draftwire-gateway"'
+"""Whichever processes serve /ws and /api/events: gateway processes, or APIs that serve them."""
 WORKER = 'job="draftwire-worker"'
 RATE = "$__rate_interval"
 SLO_BUDGET = 0.005
@@ -185,7 +187,7 @@ def catchup_latency() -> Panel:
     return latency(
         "Catch-up replay latency",
         "realtime_catchup_duration_seconds",
-        API,
+        STREAMS,
         ((1.2, "orange"), (1.5, "red")),
         description="Subscribe to caught_up. Alert at 1200 ms, SLO p95 < 1500 ms.",
     )
@@ -195,7 +197,7 @@ def broadcast_latency() -> Panel:
     return latency(
         "Broadcast latency (publish to socket write)",
         "realtime_broadcast_latency_seconds",
-        API,
+        STREAMS,
         ((0.6, "red"),),
         description="SLO p95 < 600 ms (RealtimeBroadcastLatencyHigh).",
     )
@@ -212,10 +214,10 @@ def queue_waiting() -> Panel:
 
 def connections() -> Panel:
     return panel(
-        "Realtime connections per API process",
+        "Realtime connections per gateway (or API) process",
         [
-            target(f"realtime_active_connections{{{API}}}", "{{instance}} active"),
-            target(f"realtime_max_connections{{{API}}}", "{{instance}} quota"),
+            target(f"realtime_active_connections{{{STREAMS}}}", "{{instance}} active"),
+            target(f"realtime_max_connections{{{STREAMS}}}", "{{instance}} quota"),
         ],
         lines=((400, "orange"), (500, "red")),
         description="Lines: 80 % of the default quota (400, RealtimeConnectionsNearQuota) and the quota "
@@ -320,7 +322,7 @@ def overview() -> dict[str, Any]:
         ),
         panel(
             "Processes scraped",
-            [target('up{job=~"draftwire-api|draftwire-worker"}', "{{instance}}")],
+            [target('up{job=~"draftwire-api|draftwire-gateway|draftwire-worker"}', "{{instance}}")],
             kind="stat",
             width=6,
             **UP_DOWN,
@@ -491,11 +493,12 @@ def queue() -> dict[str, Any]:
 def realtime() -> dict[str, Any]:
     panels = [
         connections(),
-        panel("Subscriptions per API process", [target(f"realtime_subscribers{{{API}}}", "{{instance}}")]),
+        panel("Subscriptions per gateway (or API) process",
+              [target(f"realtime_subscribers{{{STREAMS}}}", "{{instance}}")]),
         catchup_latency(),
         panel(
             "Events replayed per catch-up (p95)",
-            [target(quantile(0.95, "realtime_catchup_events", API), "p95")],
+            [target(quantile(0.95, "realtime_catchup_events", STREAMS), "p95")],
             description="The catch-up SLO is measured at 120 events.",
         ),
         broadcast_latency(),
@@ -503,7 +506,7 @@ def realtime() -> dict[str, Any]:
             "Rejected connections by reason",
             [
                 target(
-                    f"sum by (reason) (rate(realtime_connections_rejected_total{{{API}}}[{RATE}]))",
+                    f"sum by (reason) (rate(realtime_connections_rejected_total{{{STREAMS}}}[{RATE}]))",
                     "{{reason}}",
                 )
             ],
@@ -515,7 +518,7 @@ def realtime() -> dict[str, Any]:
             "Sequence gaps detected",
             [
                 target(
-                    f"sum by (instance) (increase(realtime_sequence_gaps_total{{{API}}}[{RATE}]))",
+                    f"sum by (instance) (increase(realtime_sequence_gaps_total{{{STREAMS}}}[{RATE}]))",
                     "{{instance}}",
                 )
             ],
@@ -526,7 +529,7 @@ def realtime() -> dict[str, Any]:
             "Redis subscriber reconnects",
             [
                 target(
-                    f"sum by (instance) (increase(realtime_redis_reconnects_total{{{API}}}[{RATE}]))",
+                    f"sum by (instance) (increase(realtime_redis_reconnects_total{{{STREAMS}}}[{RATE}]))",
                     "{{instance}}",
                 )
             ],

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 RULES_DIR = REPO / "alerts"
 ALERTMANAGER_SOURCE = REPO / "compose" / "alertmanager" / "alertmanager.yml"
 ALERT_SINK = REPO / "compose" / "alert-sink" / "sink.py"
-API_JOB, WORKER_JOB = "draftwire-api", "draftwire-worker"
+API_JOB, WORKER_JOB, GATEWAY_JOB = "draftwire-api", "draftwire-worker", "draftwire-gateway"
 """Scrape job names; the rules and dashboards select on them (as in compose/prometheus/prometheus.yml)."""
 SINK_HOST = "http://alert-sink:9095"
 """Where alertmanager.yml's webhooks point in compose; local runs swap in a loopback receiver."""
@@ -29,23 +29,28 @@ def prometheus_config(
     api: list[str],
     worker: list[str],
     rule_files: list[Path],
+    gateway: list[str] | None = None,
     alertmanager: str | None = None,
     interval_s: float = 15,
 ) -> str:
     """prometheus.yml scraping ``host:port`` targets under the jobs our rules and dashboards
-    select on, loading ``rule_files``, alerting ``alertmanager`` (``host:port``) if given."""
+    select on (``gateway``: ``draftwire gateway`` processes, if any), loading ``rule_files``,
+    alerting ``alertmanager`` (``host:port``) if given."""
     import yaml
 
     interval = f"{interval_s:g}s"
+    scrape_configs: list[dict[str, object]] = [
+        {"job_name": API_JOB, "static_configs": [{"targets": api}]},
+        {"job_name": WORKER_JOB, "static_configs": [{"targets": worker}]},
+    ]
+    if gateway:  # realtime gateway processes (draftwire gateway), when the stack runs any
+        scrape_configs.append({"job_name": GATEWAY_JOB, "static_configs": [{"targets": gateway}]})
     config: dict[str, object] = {
         # A scrape may not take longer than its interval (Prometheus refuses the config).
         "global": {"scrape_interval": interval, "evaluation_interval": interval,
                    "scrape_timeout": f"{min(interval_s, 5):g}s"},
         "rule_files": [str(path) for path in rule_files],
-        "scrape_configs": [
-            {"job_name": API_JOB, "static_configs": [{"targets": api}]},
-            {"job_name": WORKER_JOB, "static_configs": [{"targets": worker}]},
-        ],
+        "scrape_configs": scrape_configs,
     }
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}

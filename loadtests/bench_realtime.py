@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -339,6 +339,22 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=200)
     parser.add_argument("--idle", type=int, default=5000)
     args = parser.parse_args()
+    with stores() as (database_url, redis_url):
+        port = free_port()
+        env = {
+            "DATABASE_URL": database_url, "REDIS_URL": redis_url, "JWT_SECRET": SECRET, "DRAFTWIRE_ENV": "test",
+            "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING", "RATE_LIMIT_REQUESTS": "100000000",
+            "REALTIME_MAX_CONNECTIONS": str(args.idle + args.subscribers + 100),
+            "REALTIME_MAX_PER_CLIENT": str(args.idle + args.subscribers + 100),
+        }
+        results = uvloop.run(run(args, env, port))
+        print(json.dumps(results, indent=2))
+
+
+@contextlib.contextmanager
+def stores() -> Iterator[tuple[str, str]]:
+    """(DATABASE_URL, REDIS_URL), migrated: those of the environment, or throwaway servers
+    (devstack) stopped afterwards."""
     root = Path(tempfile.mkdtemp(prefix="dw-bench-"))
     os.chmod(root, 0o755)
     pg = redis = None
@@ -351,21 +367,12 @@ def main() -> None:
         redis_url = redis.url
     try:
         asyncio.run(migrate(database_url, progress=None))
-        port = free_port()
-        env = {
-            "DATABASE_URL": database_url, "REDIS_URL": redis_url, "JWT_SECRET": SECRET, "DRAFTWIRE_ENV": "test",
-            "PORT": str(port), "HOST": "127.0.0.1", "LOG_LEVEL": "WARNING", "RATE_LIMIT_REQUESTS": "100000000",
-            "REALTIME_MAX_CONNECTIONS": str(args.idle + args.subscribers + 100),
-            "REALTIME_MAX_PER_CLIENT": str(args.idle + args.subscribers + 100),
-        }
-        results = uvloop.run(run(args, env, port))
-        print(json.dumps(results, indent=2))
+        yield database_url, redis_url
     finally:
         if redis:
             redis.stop()
         if pg:
             pg.stop("immediate")
-
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@ the Redis hub dispatches into, subscribe/unsubscribe, drain on shutdown, and the
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -44,6 +45,9 @@ CATCHUP_SLOW_S = 1.2
 """``catchup_slow`` above this (the alert line of the catch-up SLO)."""
 DRAIN_GRACE_S = 5.0
 """How long drain waits for handlers to finish after asking every stream to close."""
+AGE_JITTER = 0.2
+"""Each stream's age limit is drawn from (1 - AGE_JITTER .. 1) x ``REALTIME_MAX_CONNECTION_AGE``,
+so the sockets a process took in one burst do not all reconnect in the same second."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,10 +121,13 @@ class Gateway:
 
     def join(self, session: Session) -> None:
         self.sessions.add(session)
+        if age := self.settings.realtime_max_connection_age:
+            session.expire_after(age * random.uniform(1 - AGE_JITTER, 1))
         self.per_client[session.client] += 1
         REALTIME_ACTIVE_CONNECTIONS.set(len(self.sessions))
 
     async def leave(self, session: Session) -> None:
+        session.forget_expiry()
         for channel in list(session.subs):
             await self.unsubscribe(session, channel)
         await session.outbox.close()

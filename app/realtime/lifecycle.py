@@ -2,10 +2,12 @@
 opens, and on shutdown the gateway drains (refuses new streams, closes open ones with 1001)
 before the platform closes its pools.
 
-Why SIGTERM is intercepted: Granian's worker reacts to SIGTERM by stopping its server at once,
-which drops every WebSocket without a close frame (clients see 1006) *before* the ASGI lifespan
-shutdown runs. So the gateway takes SIGTERM itself, drains, and then hands the process to
-Granian's own graceful path by raising SIGINT, which Granian still handles (same shutdown).
+Why SIGTERM is intercepted: the servers close sockets themselves before the ASGI lifespan
+shutdown runs. Granian's worker stops its server at once, dropping every WebSocket without a
+close frame (clients see 1006); uvicorn closes them with 1012. The contract says 1001. So the
+gateway takes SIGTERM itself, drains (1001), and then hands the process to the server's own
+graceful path: the SIGTERM handler uvicorn installed is called as if the signal had
+just arrived; Granian (whose SIGTERM path stops at once) gets SIGINT, its graceful shutdown.
 """
 
 from __future__ import annotations
@@ -44,11 +46,18 @@ def lifespan(gateway: Gateway) -> Callable[[Litestar], AbstractAsyncContextManag
 async def _drain_on_sigterm(gateway: Gateway) -> AsyncIterator[None]:
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
+    previous = signal.getsignal(signal.SIGTERM)
 
     async def drain_then_stop() -> None:
         log.info("realtime_draining", connections=len(gateway.sessions))
         await gateway.drain()
-        os.kill(os.getpid(), signal.SIGINT)  # Granian's graceful shutdown, then lifespan exit
+        if callable(previous) and getattr(previous, "__module__", "").startswith("uvicorn"):
+            # uvicorn: its own handler, as if SIGTERM had just arrived
+            loop.remove_signal_handler(signal.SIGTERM)
+            signal.signal(signal.SIGTERM, previous)
+            previous(signal.SIGTERM, None)
+        else:
+            os.kill(os.getpid(), signal.SIGINT)  # Granian's graceful shutdown, then lifespan exit
 
     def on_sigterm() -> None:
         if not gateway.draining:

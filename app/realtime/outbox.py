@@ -37,6 +37,73 @@ PUT_TIMEOUT_S = 10.0
 _tracer = tracing.tracer("draftwire.realtime")
 
 
+def start_send(sent: Any) -> Any:
+    """Start a send; None when it completed at once, else a future-like to wait on.
+
+    Granian's ``send`` returns a future (the write has started). uvicorn's is a coroutine that
+    writes to the transport and, unless the socket is flow-controlled, finishes without ever
+    suspending: it is run here eagerly, at once, instead of costing a task (and a loop
+    iteration) per frame per socket. Only a send that does suspend becomes a task, resumed once
+    the future it waits on is done. Raises what the send raised. ``sent`` None: written already."""
+    if sent is None:
+        return None
+    if hasattr(sent, "add_done_callback"):
+        return sent
+    try:
+        waiting = sent.send(None)
+    except StopIteration:
+        return None
+    if waiting is None or not hasattr(waiting, "add_done_callback"):  # a bare yield (sleep(0))
+        return asyncio.ensure_future(_rest(sent))
+    waiting._asyncio_future_blocking = False
+    task: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def resume(_: Any) -> None:
+        rest = asyncio.ensure_future(_rest(sent))
+        rest.add_done_callback(lambda done: _copy_outcome(done, task))
+
+    waiting.add_done_callback(resume)
+    return task
+
+
+async def _rest(coroutine: Any) -> None:
+    """The remainder of a coroutine that suspended: awaited through, so it resumes where it was."""
+    await _Resume(coroutine)
+
+
+class _Resume:
+    """Awaiting this continues an already started coroutine (``yield from`` its ``send``)."""
+
+    __slots__ = ("coroutine",)
+
+    def __init__(self, coroutine: Any) -> None:
+        self.coroutine = coroutine
+
+    def __await__(self) -> Any:
+        resume: Any = self.coroutine.send
+        value: Any = None
+        while True:
+            try:
+                waiting = resume(value)
+            except StopIteration as stop:
+                return stop.value
+            try:
+                value, resume = (yield waiting), self.coroutine.send
+            except BaseException as exc:  # cancelled while waiting: the send sees it too
+                value, resume = exc, self.coroutine.throw
+
+
+def _copy_outcome(done: asyncio.Future[None], into: asyncio.Future[None]) -> None:
+    if into.done():
+        return
+    if done.cancelled():
+        into.cancel()
+    elif (exc := done.exception()) is not None:
+        into.set_exception(exc)
+    else:
+        into.set_result(None)
+
+
 class LiveEvent:
     """One announcement, decoded once per process and shared by every socket it goes to.
 
@@ -44,7 +111,8 @@ class LiveEvent:
     publish-to-write latency is observed once (not once per socket) and its delivery span ends.
     """
 
-    __slots__ = ("_element", "_sse", "channel", "data", "pending", "pt", "seq", "span", "ts", "type", "ws_text")
+    __slots__ = ("_element", "_merged", "_sse", "channel", "data", "pending", "pt", "seq", "span", "ts", "type",
+                 "ws_text")
 
     def __init__(self, channel: str, seq: int, type_: str, data: Any, ts: str, pt: float,
                  carrier: dict[str, str], ws_text: str) -> None:
@@ -57,6 +125,7 @@ class LiveEvent:
         self.ws_text = ws_text
         self._sse: str | None = None
         self._element: str | None = None
+        self._merged: dict[tuple[str, int, int], str] | None = None
         self.pending = 1  # held by the dispatcher until every subscriber has had it
         self.span: trace.Span | None = None
         if carrier:
@@ -79,6 +148,19 @@ class LiveEvent:
         if self._element is None:
             self._element = protocol.batch_element(self.seq, self.type, self.data, self.ts)
         return self._element
+
+    def merged(self, kind: str, events: list[LiveEvent], build: Callable[[list[LiveEvent]], str]) -> str:
+        """``events`` (this one first) as one frame of transport ``kind``, built once per process:
+        sockets that fell behind by the same events share the frame. Live events queued on a
+        socket are consecutive seqs of one channel, so first event, count and last seq name the
+        batch."""
+        key = (kind, len(events), events[-1].seq)
+        if self._merged is None:
+            self._merged = {}
+        text = self._merged.get(key)
+        if text is None:
+            text = self._merged[key] = build(events)
+        return text
 
     def done(self, written: bool = True) -> None:
         """One copy written (or discarded); the last one observes latency and ends the span."""
@@ -109,7 +191,7 @@ class Outbox:
     every event is its own send.
     """
 
-    def __init__(self, send_text: Callable[[str], Awaitable[None]], *, on_overflow: Callable[[], None],
+    def __init__(self, send_text: Callable[[str], Awaitable[None] | None], *, on_overflow: Callable[[], None],
                  on_error: Callable[[], None] | None = None,
                  merge: Callable[[list[LiveEvent]], str] | None = None,
                  limit: int = OUTBOX_LIMIT, max_bytes: int = OUTBOX_BYTES) -> None:
@@ -157,36 +239,47 @@ class Outbox:
         return self.push(text)
 
     def _issue(self, text: str, event: LiveEvent | list[LiveEvent] | None) -> None:
-        self._inflight = event
-        try:
-            future: Any = self._send_text(text)
-            if not hasattr(future, "add_done_callback"):
-                future = asyncio.ensure_future(future)
-        except Exception:
-            self._sent(None)
-            return
-        future.add_done_callback(self._sent)
+        """Send ``text``, and then, for as long as sends complete at once, what is queued behind it
+        (a loop, not recursion: a long queue must not grow the stack)."""
+        step: tuple[str, LiveEvent | list[LiveEvent] | None] | None = (text, event)
+        while step is not None:
+            self._inflight = step[1]
+            try:
+                pending = start_send(self._send_text(step[0]))
+            except Exception:
+                step = self._completed(failed=True)
+                continue
+            if pending is not None:
+                pending.add_done_callback(self._sent)
+                return
+            step = self._completed(failed=False)
 
     def _sent(self, future: Any) -> None:
+        failed = future.cancelled() or future.exception() is not None
+        step = self._completed(failed=failed)
+        if step is not None:
+            self._issue(*step)
+
+    def _completed(self, *, failed: bool) -> tuple[str, LiveEvent | list[LiveEvent] | None] | None:
+        """The send in flight is over: release what it carried; the next frame to send, if any."""
         carried, self._inflight = self._inflight, False
-        failed = future is None or future.cancelled() or future.exception() is not None
         if isinstance(carried, LiveEvent):
             carried.done(written=not failed)
         elif isinstance(carried, list):
             for event in carried:
                 event.done(written=not failed)
         if self.closed:
-            return
+            return None
         if failed:
             self._fail()
-            return
-        if self._queue:
-            try:
-                text, carried = self._next()
-            except Exception:  # an event that cannot be encoded: never stall the socket silently
-                self._fail()
-                return
-            self._issue(text, carried)
+            return None
+        if not self._queue:
+            return None
+        try:
+            return self._next()
+        except Exception:  # an event that cannot be encoded: never stall the socket silently
+            self._fail()
+            return None
 
     def _fail(self) -> None:
         self.closed = True

@@ -19,6 +19,9 @@ if TYPE_CHECKING:
     from app.realtime.gateway import Gateway
 
 
+AGED_OUT = "connection age reached: reconnect and resume with sinceSeq"
+
+
 class Session:
     """One open stream. Subclasses say how frames are encoded and written."""
 
@@ -33,10 +36,12 @@ class Session:
                              merge=self.encode_events)
         self.closing: tuple[int, str] | None = None
         self._task = asyncio.current_task()
+        self._expiry: asyncio.TimerHandle | None = None
 
     # --- encoding and writing (per transport) ----------------------------------------------------
-    def write(self, text: str) -> Awaitable[None]:
-        """Start sending one frame; the returned awaitable completes when it is written."""
+    def write(self, text: str) -> Awaitable[None] | None:
+        """Start sending one frame; the returned awaitable completes when it is written (None:
+        written already)."""
         raise NotImplementedError
 
     def encode_event(self, event: LiveEvent) -> str:
@@ -79,6 +84,17 @@ class Session:
         self.outbox.closed = True
         if self._task is not None and self._task is not asyncio.current_task():
             self._task.cancel()
+
+    def expire_after(self, seconds: float) -> None:
+        """Close the stream with 1001 after ``seconds`` (``REALTIME_MAX_CONNECTION_AGE``): its client
+        reconnects, resuming by seq, wherever the load balancer now sends it."""
+        self._expiry = asyncio.get_running_loop().call_later(
+            seconds, self.close, Close.GOING_AWAY, AGED_OUT, "max_age")
+
+    def forget_expiry(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
 
     def _write_failed(self) -> None:
         # The peer is gone (or a frame could not be built): end the stream; a client that is

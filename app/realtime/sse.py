@@ -47,7 +47,7 @@ class SseSession(Session):
         return event.sse_text
 
     def encode_events(self, events: list[LiveEvent]) -> str:
-        return "".join(event.sse_text for event in events)
+        return events[0].merged("sse", events, _sse_texts)
 
     def encode_page(self, channel: str, rows: list[StoredEvent]) -> str:
         return "".join(
@@ -58,13 +58,17 @@ class SseSession(Session):
         return f"event: {op}\ndata: {frame}\n\n"
 
 
+def _sse_texts(events: list[LiveEvent]) -> str:
+    return "".join(event.sse_text for event in events)
+
+
 def _request(scope: Scope) -> tuple[str, int]:
     """Channel and resume position, or a 4xx :class:`ApiError`."""
     if scope.get("method", "GET") not in ("GET", "HEAD"):
         raise ApiError(405, "method_not_allowed", "This path only accepts GET.", headers={"Allow": "GET, HEAD"})
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     try:
-        channel = protocol.parse_channel(query.get("channel", [None])[0])
+        channel = protocol.parse_channel((query.get("channel") or [""])[0])
     except FrameError as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
     headers = dict(scope.get("headers", []))

@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from typing import Any, cast
 
-from litestar.types import Receive, Scope, Send
+from litestar.types import Receive, Scope, Send, WebSocketAcceptEvent, WebSocketSendEvent
 
 from app.events import StoredEvent
 from app.realtime import protocol
+from app.realtime.direct import DirectWriter
 from app.realtime.flood import FrameBudget
 from app.realtime.gateway import Gateway, Refusal
 from app.realtime.outbox import LiveEvent
 from app.realtime.protocol import Close, ErrorCode, FrameError
 from app.realtime.session import Session
-
-RawSend = Callable[[dict[str, Any]], Awaitable[None]]
-RawReceive = Callable[[], Awaitable[dict[str, Any]]]
-"""ASGI's callables over plain dicts: the frames here are built by hand, once per write."""
 
 CLOSE_SEND_TIMEOUT_S = 1.0
 """A close frame to a client that stopped reading may never leave; do not wait for it longer."""
@@ -34,31 +31,38 @@ CLOSE_SEND_TIMEOUT_S = 1.0
 class WsSession(Session):
     kind = "ws"
 
-    def __init__(self, gateway: Gateway, principal: Any, send: RawSend) -> None:
+    def __init__(self, gateway: Gateway, principal: Any, send: Send) -> None:
         super().__init__(gateway, principal)
         self._send = send
+        self._direct = DirectWriter.of(send)
         self.disconnected = False
 
-    def write(self, text: str) -> Awaitable[None]:
-        return self._send({"type": "websocket.send", "text": text})
+    def write(self, text: str) -> Awaitable[None] | None:
+        if self._direct is not None and self._direct.write(text):
+            return None  # written at once, framed once for every socket (app/realtime/direct.py)
+        # Only the keys the servers read (Granian reads a "bytes" key that is present as bytes).
+        return self._send(cast("WebSocketSendEvent", {"type": "websocket.send", "text": text}))
 
     def encode_event(self, event: LiveEvent) -> str:
         return event.ws_text
 
     def encode_events(self, events: list[LiveEvent]) -> str:
-        return protocol.events_frame(events[0].channel, [event.element for event in events])
+        return events[0].merged("ws", events, _events_frame)
 
     def encode_page(self, channel: str, rows: list[StoredEvent]) -> str:
         return protocol.batch_frame(channel, rows)
 
 
-async def serve_ws(gateway: Gateway, scope: Scope, asgi_receive: Receive, asgi_send: Send) -> None:
-    receive, send = cast(RawReceive, asgi_receive), cast(RawSend, asgi_send)
+def _events_frame(events: list[LiveEvent]) -> str:
+    return protocol.events_frame(events[0].channel, [event.element for event in events])
+
+
+async def serve_ws(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:
     message = await receive()
     if message["type"] != "websocket.connect":
         return
     verdict = gateway.admit(scope, check_origin=True)
-    await send({"type": "websocket.accept"})
+    await send(cast("WebSocketAcceptEvent", {"type": "websocket.accept"}))
     if isinstance(verdict, Refusal):
         gateway.refused(verdict)
         await send({"type": "websocket.close", "code": verdict.code, "reason": verdict.reason})
@@ -82,7 +86,7 @@ async def serve_ws(gateway: Gateway, scope: Scope, asgi_receive: Receive, asgi_s
                     await send({"type": "websocket.close", "code": code, "reason": reason})
 
 
-async def _receive_loop(session: WsSession, receive: RawReceive) -> None:
+async def _receive_loop(session: WsSession, receive: Receive) -> None:
     gateway = session.gateway
     idle = gateway.settings.realtime_idle_timeout or None
     budget = FrameBudget(gateway.settings.realtime_client_frames_per_second)
@@ -102,8 +106,8 @@ async def _receive_loop(session: WsSession, receive: RawReceive) -> None:
         if not budget.take():
             session.close(Close.POLICY, "too many frames", "frame_flood")
             return
-        text = message.get("text")
-        raw = text if text is not None else message.get("bytes") or b""
+        text: str | None = message.get("text")  # type: ignore[assignment]
+        raw: str | bytes = text if text is not None else message.get("bytes") or b""  # type: ignore[assignment]
         if len(raw) > protocol.MAX_CLIENT_FRAME_BYTES or (
             text is not None and len(text) * 4 > protocol.MAX_CLIENT_FRAME_BYTES
             and len(text.encode()) > protocol.MAX_CLIENT_FRAME_BYTES

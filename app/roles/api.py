@@ -11,6 +11,7 @@ from app.config import Settings
 from app.parts import HttpPart
 from app.platform import Platform
 from app.roles.http import build_app
+from app.roles.services import services
 from observability import tracing
 from observability.metrics import REALTIME_MAX_CONNECTIONS
 
@@ -18,10 +19,8 @@ from observability.metrics import REALTIME_MAX_CONNECTIONS
 def api_parts(platform: Platform) -> list[HttpPart]:
     """What the API serves: a short list of the features' parts (registering the channel owners
     of the things they name)."""
-    drafts = autosave.service(platform)
-    job_store = jobs.store(platform)
-    job_store.register_unrecorded(*autosave.unrecorded_jobs(drafts))
-    builds.register_owners(platform, job_store)
+    shared = services(platform)
+    drafts, job_store = shared.drafts, shared.jobs
     return [
         autosave.http_part(drafts),
         builds.http_part(platform, job_store, read_draft=drafts.get),

@@ -12,7 +12,7 @@ import pytest
 
 from . import stack
 
-APP_SERVICES = ("migrate", "api-1", "api-2", "worker-1", "worker-2")
+APP_SERVICES = ("migrate", "api-1", "api-2", "gateway-1", "gateway-2", "worker-1", "worker-2")
 NO_HEALTHCHECK = {
     "migrate": "one-shot; dependants wait for service_completed_successfully",
     "otel-collector": "distroless image, nothing to run a probe with",
@@ -81,12 +81,14 @@ def test_other_referenced_files_exist() -> None:
 
 
 def test_the_whole_stack_is_there() -> None:
-    """Postgres 15, Redis, migrate, two APIs, two workers and the monitoring services are defined."""
+    """Postgres 15, Redis, migrate, two APIs, two gateways, two workers, the edge proxy and the
+    monitoring services are defined."""
     services = _services()
     assert set(services) >= {
         "postgres",
         "redis",
         *APP_SERVICES,
+        "edge",
         "prometheus",
         "alertmanager",
         "grafana",
@@ -132,7 +134,7 @@ def test_dependencies_wait_for_health_or_completion() -> None:
     """App processes start after migrate succeeded and Redis is healthy; every service_healthy
     condition names a service that has a healthcheck."""
     services = _services()
-    for name in ("api-1", "api-2", "worker-1", "worker-2"):
+    for name in ("api-1", "api-2", "gateway-1", "gateway-2", "worker-1", "worker-2"):
         depends = services[name]["depends_on"]
         assert depends["migrate"]["condition"] == "service_completed_successfully"
         assert depends["redis"]["condition"] == "service_healthy"
@@ -153,9 +155,10 @@ def test_long_running_services_have_healthchecks_and_limits() -> None:
             assert service["deploy"]["resources"]["limits"]["memory"], name
 
 
-def test_prometheus_scrapes_each_api_and_worker_service() -> None:
-    """Prometheus' draftwire-api and draftwire-worker jobs list exactly the compose api-* and
-    worker-* services, each on its own port, and compose turns on exemplar storage."""
+def test_prometheus_scrapes_each_api_gateway_and_worker_service() -> None:
+    """Prometheus' draftwire-api, draftwire-gateway and draftwire-worker jobs list exactly the
+    compose api-*, gateway-* and worker-* services, each on its own port, and compose turns on
+    exemplar storage."""
     services = _services()
     config = stack.load_yaml(stack.PROMETHEUS_CONFIG)
     jobs = {
@@ -164,6 +167,7 @@ def test_prometheus_scrapes_each_api_and_worker_service() -> None:
     }
     assert jobs["draftwire-api"] == {f"{s}:8080" for s in services if s.startswith("api-")}
     assert jobs["draftwire-worker"] == {f"{s}:9091" for s in services if s.startswith("worker-")}
+    assert jobs["draftwire-gateway"] == {f"{s}:8080" for s in services if s.startswith("gateway-")}
     prometheus = services["prometheus"]
     assert "--enable-feature=exemplar-storage" in prometheus["command"]
     assert "../alerts:/etc/prometheus/rules:ro" in prometheus["volumes"]
@@ -193,3 +197,35 @@ def test_collector_sends_traces_to_tempo() -> None:
     assert tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"].endswith(":4317")
     api_env = _services()["api-1"]["environment"]
     assert "otel-collector:4318" in api_env["OTEL_EXPORTER_OTLP_ENDPOINT"]
+
+
+def _nginx_blocks(text: str, keyword: str) -> dict[str, str]:
+    """``name -> body`` of each ``keyword name { ... }`` block (no nested braces inside)."""
+    return {m.group(1): m.group(2) for m in re.finditer(keyword + r"\s+(\S+)\s*\{([^{}]*)\}", text)}
+
+
+def test_edge_routes_streams_to_gateways_and_the_rest_to_apis() -> None:
+    """The edge proxy is the one origin: /ws (with the Upgrade headers) and /api/events (unbuffered)
+    go to exactly the gateway-* services, everything else to exactly the api-* services; the
+    gateways allow that origin."""
+    services = _services()
+    edge = services["edge"]
+    (mount,) = edge["volumes"]
+    conf = (stack.COMPOSE_DIR / mount.split(":", 1)[0]).read_text()
+    conf = re.sub(r"#[^\n]*", "", conf)
+    upstreams = _nginx_blocks(conf, "upstream")
+    servers = {name: set(re.findall(r"server\s+(\S+?)(?:\s|;)", body)) for name, body in upstreams.items()}
+    assert servers["draftwire_gateway"] == {f"{s}:8080" for s in services if s.startswith("gateway-")}
+    assert servers["draftwire_api"] == {f"{s}:8080" for s in services if s.startswith("api-")}
+    locations = _nginx_blocks(conf, "location =") | _nginx_blocks(conf, "location")
+    assert "proxy_pass http://draftwire_gateway;" in locations["/ws"]
+    assert "proxy_set_header Upgrade $http_upgrade;" in locations["/ws"]
+    assert "proxy_pass http://draftwire_gateway;" in locations["/api/events"]
+    assert "proxy_buffering off;" in locations["/api/events"]
+    assert "proxy_pass http://draftwire_api;" in locations["/"]
+    listen = re.search(r"listen\s+(\d+);", conf)
+    assert listen is not None and edge["ports"] == [f"{listen.group(1)}:{listen.group(1)}"]
+    for name in ("gateway-1", "gateway-2"):
+        assert services[name]["command"] == ["gateway"]
+        assert f"localhost:{listen.group(1)}" in services[name]["environment"]["REALTIME_ALLOWED_ORIGINS"]
+        assert edge["depends_on"][name]["condition"] == "service_healthy"

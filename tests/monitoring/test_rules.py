@@ -118,10 +118,10 @@ def test_runbook_section_states_the_alerts_labels(alert: stack.Alert) -> None:
 
 def test_runbook_index_lists_every_domain_file() -> None:
     """docs/runbooks/README.md links every runbook file, and every rules domain has a runbook file
-    (deploy.md is the one operations runbook that belongs to no alert domain)."""
+    (deploy.md and security.md are the operations runbooks that belong to no alert domain)."""
     index = (stack.RUNBOOKS / "README.md").read_text()
     pages = {p.name for p in stack.RUNBOOKS.glob("*.md")} - {"README.md"}
-    assert pages - {"deploy.md"} == {f"{p.name.removesuffix('.rules.yml')}.md" for p in stack.RULE_FILES}
+    assert pages - {"deploy.md", "security.md"} == {f"{p.name.removesuffix('.rules.yml')}.md" for p in stack.RULE_FILES}
     for page in pages:
         assert f"]({page})" in index
 

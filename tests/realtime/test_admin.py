@@ -8,23 +8,23 @@ from collections.abc import Callable
 import httpx
 import psycopg
 
+from tests.realtime.conftest import Realtime
 from tests.realtime.support import Client, assert_exactly, channel_name, publish
-from tests.support.processes import ServiceProcess
 
 
-async def test_admin_publish_validation(rt_api: ServiceProcess, http: httpx.AsyncClient,
+async def test_admin_publish_validation(rt_api: Realtime, http: httpx.AsyncClient,
                                         token: Callable[..., str], admin: str) -> None:
     """201 {channel, seq} for an admin; 403 for a user, 401 without a token; 422 for a malformed
     channel name, event type, data or body; every error is JSON {error, detail}."""
     channel = channel_name()
-    url = f"{rt_api.url}/api/admin/channels/{channel}/events"
+    url = f"{rt_api.api_url}/api/admin/channels/{channel}/events"
     auth = {"authorization": f"Bearer {admin}"}
     r = await http.post(url, json={"type": "job.note", "data": {"a": 1}}, headers=auth)
     assert r.status_code == 201 and r.json() == {"channel": channel, "seq": 1}
     assert (await http.post(url, json={"type": "job.note"}, headers=auth)).json()["seq"] == 2
     bad = [
-        (f"{rt_api.url}/api/admin/channels/nope/events", {"type": "job.note"}),
-        (f"{rt_api.url}/api/admin/channels/job:a b/events", {"type": "job.note"}),
+        (f"{rt_api.api_url}/api/admin/channels/nope/events", {"type": "job.note"}),
+        (f"{rt_api.api_url}/api/admin/channels/job:a b/events", {"type": "job.note"}),
         (url, {"type": "Bad Type"}),
         (url, {"type": 5}),
         (url, {"data": {}}),
@@ -42,11 +42,11 @@ async def test_admin_publish_validation(rt_api: ServiceProcess, http: httpx.Asyn
     assert (await http.post(url, json={"type": "job.note"})).status_code == 401
 
 
-async def test_realtime_metrics_json(rt_api: ServiceProcess, http: httpx.AsyncClient,
+async def test_realtime_metrics_json(rt_api: Realtime, http: httpx.AsyncClient,
                                      token: Callable[..., str], admin: str) -> None:
     """/api/realtime/metrics (admin only) reports connections, subscribers per channel and the last catch-up."""
     channel = channel_name()
-    await publish(http, rt_api.url, admin, channel, 3)
+    await publish(http, rt_api.api_url, admin, channel, 3)
     client = await Client.open(rt_api.url, admin)
     await client.subscribe(channel)
     await client.wait_op("caught_up", channel)
@@ -63,7 +63,7 @@ async def test_realtime_metrics_json(rt_api: ServiceProcess, http: httpx.AsyncCl
     assert rt_api.metric("realtime_catchup_duration_seconds_count") >= 1
 
 
-async def test_gap_is_backfilled_from_postgres(rt_api: ServiceProcess, http: httpx.AsyncClient, admin: str,
+async def test_gap_is_backfilled_from_postgres(rt_api: Realtime, http: httpx.AsyncClient, admin: str,
                                                owner_conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
     """Events committed without an announcement (lost on Redis) are noticed by the next seq's jump,
     read from Postgres, and delivered in order before it; realtime_sequence_gaps_total counts it."""
@@ -72,10 +72,10 @@ async def test_gap_is_backfilled_from_postgres(rt_api: ServiceProcess, http: htt
     await client.subscribe(channel)
     await client.wait_op("caught_up", channel)
     gaps_before = rt_api.metric("realtime_sequence_gaps_total")
-    await publish(http, rt_api.url, admin, channel, 2)
+    await publish(http, rt_api.api_url, admin, channel, 2)
     for _ in range(3):  # committed, never announced
         await owner_conn.execute("SELECT * FROM publish_event(%s, 'job.progress', '{}'::jsonb)", (channel,))
-    await publish(http, rt_api.url, admin, channel, 2)
+    await publish(http, rt_api.api_url, admin, channel, 2)
     await client.wait_seq(channel, 7)
     assert_exactly(client, channel, 1, 7)
     assert rt_api.metric("realtime_sequence_gaps_total") >= gaps_before + 1

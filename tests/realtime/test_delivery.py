@@ -6,14 +6,14 @@ import asyncio
 
 import httpx
 
+from tests.realtime.conftest import Realtime
 from tests.realtime.support import Client, assert_exactly, channel_name, publish
-from tests.support.processes import ServiceProcess
 
 
-async def test_replay_then_caught_up_then_live(rt_api: ServiceProcess, http: httpx.AsyncClient, admin: str) -> None:
+async def test_replay_then_caught_up_then_live(rt_api: Realtime, http: httpx.AsyncClient, admin: str) -> None:
     """120 stored events replay in order (in pages), then caught_up, then live events: no duplicate."""
     channel = channel_name()
-    await publish(http, rt_api.url, admin, channel, 120)
+    await publish(http, rt_api.api_url, admin, channel, 120)
     client = await Client.open(rt_api.url, admin)
     await client.subscribe(channel)
     subscribed = await client.wait_op("subscribed", channel)
@@ -22,7 +22,7 @@ async def test_replay_then_caught_up_then_live(rt_api: ServiceProcess, http: htt
     assert caught["seq"] == 120 and caught["replayed"] == 120 and caught["durationMs"] >= 0
     ops = [f["op"] for f in client.frames]
     assert ops[0] == "subscribed" and ops.index("caught_up") > max(i for i, op in enumerate(ops) if op == "events")
-    await publish(http, rt_api.url, admin, channel, 5)
+    await publish(http, rt_api.api_url, admin, channel, 5)
     await client.wait_seq(channel, 125)
     assert_exactly(client, channel, 1, 125)
     # Live events come one `event` frame each, or (when they queued behind a write in flight)
@@ -37,10 +37,10 @@ async def test_replay_then_caught_up_then_live(rt_api: ServiceProcess, http: htt
     await client.close()
 
 
-async def test_resume_after_since_seq(rt_api: ServiceProcess, http: httpx.AsyncClient, admin: str) -> None:
+async def test_resume_after_since_seq(rt_api: Realtime, http: httpx.AsyncClient, admin: str) -> None:
     """sinceSeq=N replays exactly the events after N."""
     channel = channel_name()
-    await publish(http, rt_api.url, admin, channel, 10)
+    await publish(http, rt_api.api_url, admin, channel, 10)
     client = await Client.open(rt_api.url, admin)
     await client.subscribe(channel, since=7)
     caught = await client.wait_op("caught_up", channel)
@@ -49,13 +49,13 @@ async def test_resume_after_since_seq(rt_api: ServiceProcess, http: httpx.AsyncC
     await client.close()
 
 
-async def test_publish_during_replay_exactly_once(rt_api: ServiceProcess, http: httpx.AsyncClient, admin: str) -> None:
+async def test_publish_during_replay_exactly_once(rt_api: Realtime, http: httpx.AsyncClient, admin: str) -> None:
     """1,000 events published while 20 clients are mid-replay arrive exactly once, in order."""
     channel = channel_name()
-    await publish(http, rt_api.url, admin, channel, 300)
+    await publish(http, rt_api.api_url, admin, channel, 300)
 
     async def publisher() -> None:  # 10 concurrent streams of 70 -> 700 more, racing the replays
-        await asyncio.gather(*(publish(http, rt_api.url, admin, channel, 70) for _ in range(10)))
+        await asyncio.gather(*(publish(http, rt_api.api_url, admin, channel, 70) for _ in range(10)))
 
     clients = await asyncio.gather(*(Client.open(rt_api.url, admin) for _ in range(20)))
     pub = asyncio.create_task(publisher())

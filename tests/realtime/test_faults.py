@@ -13,7 +13,7 @@ import httpx
 import psycopg
 
 from devstack.servers import RedisServer
-from tests.realtime.conftest import RT_ENV
+from tests.realtime.conftest import RT_ENV, Realtime
 from tests.realtime.support import Client, assert_exactly, channel_name, publish
 from tests.support.processes import ServiceProcess
 
@@ -24,21 +24,21 @@ async def _sql_publish(conn: psycopg.AsyncConnection[tuple[object, ...]], channe
         await conn.execute("SELECT * FROM publish_event(%s, 'job.progress', '{}'::jsonb)", (channel,))
 
 
-async def test_redis_restart_mid_stream(spawn: Callable[..., ServiceProcess], workdir: Path, admin: str,
+async def test_redis_restart_mid_stream(rt_stack: Callable[..., Realtime], workdir: Path, admin: str,
                                         http: httpx.AsyncClient,
                                         owner_conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
     """Redis killed and restarted mid-stream: the gateway reconnects (backoff, metric, log), backfills
     from Postgres, and every subscriber ends with every seq, no gap, no duplicate."""
     redis = RedisServer(workdir / f"redis-{uuid.uuid4().hex[:6]}").start()
     try:
-        api = spawn("api", **RT_ENV, REDIS_URL=redis.url)
+        api = rt_stack(**RT_ENV, REDIS_URL=redis.url)
         channels = [channel_name(), channel_name()]
         clients = [await Client.open(api.url, admin) for _ in range(4)]
         for c in clients:
             for ch in channels:
                 await c.subscribe(ch)
         for ch in channels:
-            await publish(http, api.url, admin, ch, 20)
+            await publish(http, api.api_url, admin, ch, 20)
         for c in clients:
             await c.wait_seq(channels[1], 20)
 
@@ -53,7 +53,7 @@ async def test_redis_restart_mid_stream(spawn: Callable[..., ServiceProcess], wo
             for ch in channels:
                 await c.wait_seq(ch, 40, timeout=20)
         for ch in channels:
-            await publish(http, api.url, admin, ch, 10)  # live again
+            await publish(http, api.api_url, admin, ch, 10)  # live again
         for c in clients:
             for ch in channels:
                 await c.wait_seq(ch, 50)
@@ -66,10 +66,11 @@ async def test_redis_restart_mid_stream(spawn: Callable[..., ServiceProcess], wo
         redis.stop()
 
 
-async def test_api_restart_resume_from_last_seq(spawn: Callable[..., ServiceProcess], admin: str,
+async def test_api_restart_resume_from_last_seq(rt_stack: Callable[..., Realtime],
+                                                spawn: Callable[..., ServiceProcess], admin: str,
                                                 http: httpx.AsyncClient) -> None:
     """An API process restarted: clients that resubscribe with their last seq miss nothing."""
-    api = spawn("api", **RT_ENV)
+    api = rt_stack(**RT_ENV)
     other = spawn("api", **RT_ENV)  # keeps publishing while the first is down
     channel = channel_name()
     clients = [await Client.open(api.url, admin) for _ in range(3)]
@@ -98,16 +99,16 @@ async def test_api_restart_resume_from_last_seq(spawn: Callable[..., ServiceProc
     other.stop()
 
 
-async def test_two_api_processes(spawn: Callable[..., ServiceProcess], rt_api: ServiceProcess, admin: str,
+async def test_two_api_processes(rt_stack: Callable[..., Realtime], rt_api: Realtime, admin: str,
                                  http: httpx.AsyncClient) -> None:
     """With two API processes, an event published through one reaches sockets on the other."""
-    second = spawn("api", **RT_ENV)
+    second = rt_stack(**RT_ENV)
     channel = channel_name()
     here, there = await Client.open(rt_api.url, admin), await Client.open(second.url, admin)
     for c in (here, there):
         await c.subscribe(channel)
         await c.wait_op("caught_up", channel)
-    await publish(http, rt_api.url, admin, channel, 30)
+    await publish(http, rt_api.api_url, admin, channel, 30)
     for c in (here, there):
         await c.wait_seq(channel, 30)
         assert_exactly(c, channel, 1, 30)
@@ -131,12 +132,12 @@ def _group_rss_mib(pid: int) -> float:
     return total / 2**20
 
 
-async def test_slow_reader_is_closed_memory_bounded(spawn: Callable[..., ServiceProcess], admin: str,
+async def test_slow_reader_is_closed_memory_bounded(rt_stack: Callable[..., Realtime], admin: str,
                                                     http: httpx.AsyncClient) -> None:
     """A client that stops reading is closed (1013) once its bounded outbound queue fills, the
     server's memory does not grow with what it was sent, and a reading client on the same
     channel keeps receiving everything."""
-    api = spawn("api", **RT_ENV)
+    api = rt_stack(**RT_ENV)
     channel = channel_name()
     slow = await Client.open(api.url, admin, max_queue=1)
     fast = await Client.open(api.url, admin)
@@ -147,7 +148,7 @@ async def test_slow_reader_is_closed_memory_bounded(spawn: Callable[..., Service
     pid = api.proc.pid  # type: ignore[union-attr]
     baseline = _group_rss_mib(pid)
     blob = "x" * 60_000
-    url = f"{api.url}/api/admin/channels/{channel}/events"
+    url = f"{api.api_url}/api/admin/channels/{channel}/events"
     auth = {"authorization": f"Bearer {admin}"}
     sent = 0
     while sent < 1500:  # 1,500 x 60 KB = 90 MB offered to the slow reader

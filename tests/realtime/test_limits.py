@@ -12,9 +12,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from tests.realtime.conftest import RT_ENV
+from tests.realtime.conftest import RT_ENV, Realtime
 from tests.realtime.support import Client, channel_name
-from tests.support.processes import ServiceProcess
 
 LIMITS_ENV = {
     **RT_ENV,
@@ -25,8 +24,8 @@ LIMITS_ENV = {
 
 
 @pytest.fixture(scope="module")
-def limits_api(spawn: Callable[..., ServiceProcess]) -> ServiceProcess:
-    return spawn("api", **LIMITS_ENV)
+def limits_api(rt_stack: Callable[..., Realtime]) -> Realtime:
+    return rt_stack(**LIMITS_ENV)
 
 
 async def _closed_with(base: str, token: str | None, **kwargs: object) -> tuple[int | None, str]:
@@ -35,7 +34,7 @@ async def _closed_with(base: str, token: str | None, **kwargs: object) -> tuple[
     return code, client.close_reason
 
 
-async def test_auth_failures_close_1008(limits_api: ServiceProcess, token: Callable[..., str]) -> None:
+async def test_auth_failures_close_1008(limits_api: Realtime, token: Callable[..., str]) -> None:
     """No token, a forged token and an expired token are each closed with 1008."""
     assert (await _closed_with(limits_api.url, None))[0] == 1008
     assert (await _closed_with(limits_api.url, token() + "x"))[0] == 1008
@@ -43,7 +42,7 @@ async def test_auth_failures_close_1008(limits_api: ServiceProcess, token: Calla
     assert limits_api.metric("realtime_connections_rejected_total", {"reason": "unauthorized"}) >= 3
 
 
-async def test_session_cookie_is_accepted(limits_api: ServiceProcess, token: Callable[..., str]) -> None:
+async def test_session_cookie_is_accepted(limits_api: Realtime, token: Callable[..., str]) -> None:
     """The ``session`` cookie authenticates a socket as well as ``?token=``."""
     client = await Client.open(limits_api.url, None, additional_headers={"Cookie": f"session={token()}"})
     await client.send({"op": "ping"})
@@ -51,7 +50,7 @@ async def test_session_cookie_is_accepted(limits_api: ServiceProcess, token: Cal
     await client.close()
 
 
-async def test_origin_check_closes_1008(limits_api: ServiceProcess, token: Callable[..., str]) -> None:
+async def test_origin_check_closes_1008(limits_api: Realtime, token: Callable[..., str]) -> None:
     """An Origin outside REALTIME_ALLOWED_ORIGINS is closed with 1008; a listed one is served."""
     assert (await _closed_with(limits_api.url, token(), origin="https://evil.example"))[0] == 1008
     ok = await Client.open(limits_api.url, token(), origin="https://app.example")
@@ -61,7 +60,7 @@ async def test_origin_check_closes_1008(limits_api: ServiceProcess, token: Calla
     assert limits_api.metric("realtime_connections_rejected_total", {"reason": "origin"}) >= 1
 
 
-async def test_same_host_origin_when_list_empty(rt_api: ServiceProcess, token: Callable[..., str]) -> None:
+async def test_same_host_origin_when_list_empty(rt_api: Realtime, token: Callable[..., str]) -> None:
     """With REALTIME_ALLOWED_ORIGINS empty only the API's own host may open a socket."""
     host = rt_api.url.removeprefix("http://")
     assert (await _closed_with(rt_api.url, token(), origin="https://elsewhere.example"))[0] == 1008
@@ -71,7 +70,7 @@ async def test_same_host_origin_when_list_empty(rt_api: ServiceProcess, token: C
     await ok.close()
 
 
-async def test_connection_quotas_close_1013(limits_api: ServiceProcess, token: Callable[..., str]) -> None:
+async def test_connection_quotas_close_1013(limits_api: Realtime, token: Callable[..., str]) -> None:
     """A 3rd socket of one user (MAX_PER_CLIENT=2) and a 5th socket overall (MAX_CONNECTIONS=4) get 1013."""
     alice, bob = token(), token()
     held = [await Client.open(limits_api.url, alice) for _ in range(2)]
@@ -92,7 +91,7 @@ async def test_connection_quotas_close_1013(limits_api: ServiceProcess, token: C
 
 
 async def test_max_subscriptions_and_not_found(
-    rt_api: ServiceProcess, token: Callable[..., str], redis: Redis
+    rt_api: Realtime, token: Callable[..., str], redis: Redis
 ) -> None:
     """A 6th subscription gets error max_subscriptions; another user's draft and a channel that does
     not exist both get not_found (the same answer); the user's own draft is served."""
@@ -121,7 +120,7 @@ async def test_max_subscriptions_and_not_found(
     await client.close()
 
 
-async def test_bad_frames_get_error_frames(rt_api: ServiceProcess, token: Callable[..., str]) -> None:
+async def test_bad_frames_get_error_frames(rt_api: Realtime, token: Callable[..., str]) -> None:
     """Unparseable frames, unknown ops, missing fields, negative/huge/non-integer/past-head sinceSeq
     and binary garbage each get a bad_request error frame, and the socket keeps working."""
     client = await Client.open(rt_api.url, token(admin=True))
@@ -149,16 +148,16 @@ async def test_bad_frames_get_error_frames(rt_api: ServiceProcess, token: Callab
     assert httpx.get(f"{rt_api.url}/healthz").status_code == 200
 
 
-async def test_frame_too_large_closes_1009(rt_api: ServiceProcess, token: Callable[..., str]) -> None:
+async def test_frame_too_large_closes_1009(rt_api: Realtime, token: Callable[..., str]) -> None:
     """A client frame over 16 KiB is closed with 1009."""
     client = await Client.open(rt_api.url, token())
     await client.send(json.dumps({"op": "ping", "pad": "x" * 20000}))
     assert await client.wait_closed(10) == 1009
 
 
-async def test_idle_socket_is_closed(spawn: Callable[..., ServiceProcess], token: Callable[..., str]) -> None:
+async def test_idle_socket_is_closed(rt_stack: Callable[..., Realtime], token: Callable[..., str]) -> None:
     """A socket that sends nothing for REALTIME_IDLE_TIMEOUT is closed; one that pings stays open."""
-    api = spawn("api", **RT_ENV, REALTIME_IDLE_TIMEOUT="1s")
+    api = rt_stack(**RT_ENV, REALTIME_IDLE_TIMEOUT="1s")
     idle = await Client.open(api.url, token())
     busy = await Client.open(api.url, token())
     for _ in range(4):

@@ -9,8 +9,8 @@ from typing import Any
 
 import httpx
 
+from tests.realtime.conftest import Realtime
 from tests.realtime.support import WAIT_S, channel_name, publish
-from tests.support.processes import ServiceProcess
 
 
 async def _read_sse(response: httpx.Response, until_seq: int) -> list[dict[str, Any]]:
@@ -31,10 +31,10 @@ async def _read_sse(response: httpx.Response, until_seq: int) -> list[dict[str, 
     return messages
 
 
-async def test_sse_resumes_from_last_event_id(rt_api: ServiceProcess, http: httpx.AsyncClient, admin: str) -> None:
+async def test_sse_resumes_from_last_event_id(rt_api: Realtime, http: httpx.AsyncClient, admin: str) -> None:
     """A stream resumed with Last-Event-ID gets exactly the events after it, then live ones, no gap."""
     channel = channel_name()
-    await publish(http, rt_api.url, admin, channel, 30)
+    await publish(http, rt_api.api_url, admin, channel, 30)
     url = f"{rt_api.url}/api/events"
     async with httpx.AsyncClient(timeout=None) as stream_client:
         async with stream_client.stream("GET", url, params={"channel": channel, "token": admin}) as r:
@@ -48,7 +48,7 @@ async def test_sse_resumes_from_last_event_id(rt_api: ServiceProcess, http: http
 
         headers = {"Last-Event-ID": "12", "Authorization": f"Bearer {admin}"}
         async with stream_client.stream("GET", url, params={"channel": channel}, headers=headers) as r:
-            pub = asyncio.create_task(publish(http, rt_api.url, admin, channel, 5))
+            pub = asyncio.create_task(publish(http, rt_api.api_url, admin, channel, 5))
             resumed = await _read_sse(r, 35)
             await pub
     seqs = [int(m["id"]) for m in resumed if "id" in m]
@@ -56,10 +56,10 @@ async def test_sse_resumes_from_last_event_id(rt_api: ServiceProcess, http: http
     assert [m["event"] for m in resumed if "id" not in m] == ["subscribed", "caught_up"]
 
 
-async def test_sse_since_seq_query(rt_api: ServiceProcess, http: httpx.AsyncClient, admin: str) -> None:
+async def test_sse_since_seq_query(rt_api: Realtime, http: httpx.AsyncClient, admin: str) -> None:
     """``?sinceSeq=`` resumes like Last-Event-ID when the header is absent."""
     channel = channel_name()
-    await publish(http, rt_api.url, admin, channel, 4)
+    await publish(http, rt_api.api_url, admin, channel, 4)
     async with httpx.AsyncClient(timeout=None) as c, c.stream(
         "GET", f"{rt_api.url}/api/events", params={"channel": channel, "sinceSeq": "2", "token": admin}
     ) as r:
@@ -67,7 +67,7 @@ async def test_sse_since_seq_query(rt_api: ServiceProcess, http: httpx.AsyncClie
     assert [int(m["id"]) for m in got if "id" in m] == [3, 4]
 
 
-async def test_sse_bad_requests(rt_api: ServiceProcess, token: Callable[..., str], http: httpx.AsyncClient) -> None:
+async def test_sse_bad_requests(rt_api: Realtime, token: Callable[..., str], http: httpx.AsyncClient) -> None:
     """Bad Last-Event-ID or sinceSeq -> 400, bad channel -> 422, no token -> 401, someone else's
     channel -> 404: each a JSON {error, detail}, never a 500."""
     url = f"{rt_api.url}/api/events"

@@ -1,0 +1,78 @@
+"""Writing a frame once for every socket: server-to-client WebSocket frames are not masked, so
+an event's frame is the same bytes on every socket. Under uvicorn's ``websockets-sansio``
+protocol they are framed once per event and handed to each socket's transport directly, instead
+of each socket's ``send`` framing the same text again (the Python framing was most of the
+gateway's CPU per delivered frame).
+
+Only where it is exactly what ``send`` would do: a text frame, no extension negotiated (no
+per-message deflate), the handshake done, no close sent, the transport writable. Otherwise the
+socket uses the ASGI ``send`` as before, so order and flow control are unchanged (the outbox
+still has one write in flight per socket; a direct write completes at once). Granian's ``send``
+is not a uvicorn protocol method, so under Granian nothing here applies.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_UVICORN_SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl"
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unfragmented, unmasked text frame (RFC 6455 section 5.2)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 1 << 16:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
+class _Memo:
+    """The last text framed: a broadcast hands the same string to every socket in turn."""
+
+    __slots__ = ("frame", "text")
+
+    def __init__(self) -> None:
+        self.text: str | None = None
+        self.frame = b""
+
+    def framed(self, text: str) -> bytes:
+        if text is not self.text:
+            self.frame = text_frame(text.encode())
+            self.text = text
+        return self.frame
+
+
+_memo = _Memo()
+
+
+class DirectWriter:
+    """Direct writes to one uvicorn ``websockets-sansio`` connection."""
+
+    __slots__ = ("_proto",)
+
+    def __init__(self, proto: Any) -> None:
+        self._proto = proto
+
+    @classmethod
+    def of(cls, send: Any) -> DirectWriter | None:
+        """A writer for the connection behind ``send``, or None where direct writes do not apply."""
+        proto = getattr(send, "__self__", None)
+        if proto is None or type(proto).__module__ != _UVICORN_SANSIO:
+            return None
+        conn = getattr(proto, "conn", None)
+        if conn is None or getattr(conn, "extensions", None) or not hasattr(proto, "writable"):
+            return None  # an extension (per-message deflate) changes the bytes: use send
+        return cls(proto)
+
+    def write(self, text: str) -> bool:
+        """Write ``text`` as one frame now; False when the ASGI ``send`` must do it (flow control,
+        closing). Raises ConnectionError when the peer is gone."""
+        proto = self._proto
+        if proto.disconnected or proto.transport.is_closing():
+            raise ConnectionError("peer gone")
+        if proto.close_sent or not proto.handshake_complete or not proto.writable.is_set():
+            return False
+        proto.transport.write(_memo.framed(text))
+        return True

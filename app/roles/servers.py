@@ -1,0 +1,89 @@
+"""The ASGI servers our HTTP roles run under: Granian (the API, and the gateway when asked) and
+uvicorn (the gateway's default). One process, one event loop, one worker each: prometheus-client's
+multiprocess mode drops exemplars, so we scale with processes and replicas.
+
+Why two (docs/decisions/0004-gateway-server.md): Granian serves requests with the least CPU, but
+gives every WebSocket tungstenite's default 128 KiB read buffer (no setting changes it), about
+150 KiB a socket; uvicorn with ``websockets-sansio`` holds an idle socket in about 20 KiB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+from app.config import Settings
+
+WS_MAX_MESSAGE_BYTES = 64 * 1024
+"""Largest client frame the server library reassembles before closing with 1009 itself; the
+gateway's own limit (16 KiB, also 1009) sits under it."""
+KILL_TIMEOUT_S = 30
+
+
+def granian(target: str, settings: Settings) -> None:
+    """Serve the app factory ``target`` (``module:function``) with Granian until stopped."""
+    from granian import Granian
+    from granian.constants import Interfaces, Loops, RuntimeModes
+
+    # Single-threaded runtime keeps socket frames in order.
+    Granian(
+        target,
+        factory=True,
+        address=settings.host,
+        port=settings.port,
+        interface=Interfaces.ASGI,
+        workers=1,
+        loop=Loops.uvloop,
+        runtime_mode=RuntimeModes.st,
+        log_enabled=False,
+        backlog=2048,
+        workers_kill_timeout=KILL_TIMEOUT_S,
+    ).serve()
+
+
+def uvicorn(target: str, settings: Settings, *, ws: str = "websockets-sansio") -> None:
+    """Serve the app factory ``target`` with uvicorn (uvloop, httptools, ``ws``) until stopped.
+
+    ``REALTIME_COMPRESSION`` turns on per-message deflate. Keep-alive pings every 20 s (uvicorn's
+    default) find dead peers well before ``REALTIME_IDLE_TIMEOUT``."""
+    import uvicorn as uv
+
+    config = uv.Config(
+        target,
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ws=ws,
+        ws_max_size=WS_MAX_MESSAGE_BYTES,
+        ws_per_message_deflate=settings.realtime_compression,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        backlog=2048,
+        timeout_graceful_shutdown=KILL_TIMEOUT_S,
+        proxy_headers=False,
+    )
+    _server_class()(config).run()
+
+
+def _server_class() -> Any:
+    import uvicorn as uv
+
+    class Server(uv.Server):
+        """uvicorn's server, except that a SIGTERM it handled is not raised again after the
+        graceful shutdown: the process exits 0, like ``draftwire api`` and ``draftwire worker``
+        (uvicorn re-raises it so that embedding programs see it; we are the program)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    self._captured_signals.clear()
+
+    return Server
