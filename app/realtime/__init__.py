@@ -6,7 +6,8 @@ replay from Postgres and live events announced on Redis, gap-free per subscripti
 
 from __future__ import annotations
 
-from app.parts import HttpPart, provide
+from app.auth.bound import for_admin
+from app.parts import HttpPart
 from app.platform import Platform
 from app.realtime.gateway import Gateway
 from app.realtime.lifecycle import lifespan, socket_fast_path
@@ -23,7 +24,7 @@ def gateway_part(platform: Platform) -> HttpPart:
 
 
 def publish_part(platform: Platform) -> HttpPart:
-    return HttpPart(routes=list(PUBLISH_ROUTES), dependencies={"publisher": provide(platform.events)})
+    return HttpPart(routes=list(PUBLISH_ROUTES), dependencies={"publisher": for_admin(platform.events)})
 
 
 __all__ = ("Gateway", "gateway_part", "publish_part")

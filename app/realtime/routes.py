@@ -16,6 +16,7 @@ from litestar.types import Receive, Scope, Send
 
 from app.auth import AdminUser
 from app.auth.audit import admin_action
+from app.auth.bound import ForAdmin
 from app.errors import ApiError
 from app.events import EVENT_TYPE_RE, EventPublisher, valid_channel
 from app.http.openapi import documents
@@ -55,8 +56,7 @@ def stream_routes(gateway: Gateway) -> list[Any]:
 @post("/api/admin/channels/{channel:str}/events", status_code=201, opt=documents(422, body=PUBLISH_BODY))
 async def publish_event(
     request: Request[Any, Any, Any],
-    admin: AdminUser,
-    publisher: NamedDependency[EventPublisher],
+    publisher: NamedDependency[ForAdmin[EventPublisher]],
     channel: Annotated[str, Parameter(description="job:<id> or draft:<id>", schema_extra={"pattern": CHANNEL_PATTERN})],
 ) -> Response[dict[str, Any]]:
     """Append an event to ``channel`` and announce it: ``{"type": "...", "data": {...}}``."""
@@ -76,8 +76,8 @@ async def publish_event(
         raise ApiError(422, "invalid_request", "type must be lowercase words joined by dots, e.g. job.progress.")
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_request", "data must be a JSON object.")
-    event = await publisher.publish(channel, type_, data)
-    admin_action(admin, "channel.publish", channel, type=type_, seq=event.seq)
+    event = await publisher.service.publish(channel, type_, data)
+    admin_action(publisher.user, "channel.publish", channel, type=type_, seq=event.seq)
     return Response({"channel": event.channel, "seq": event.seq}, status_code=201)
 
 
