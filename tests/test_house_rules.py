@@ -9,7 +9,7 @@ from pathlib import Path
 from app import config
 
 REPO = Path(__file__).resolve().parents[1]
-CODE = ("app", "observability", "devstack", "loadtests", "tests", "deploy")
+CODE = ("app", "observability", "devstack", "loadtests", "tests", "dashboards", "deploy")
 MAX_LINES = 400
 
 
