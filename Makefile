@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up demo test test-fast deps system-deps lint bench loadtest clean help
+.PHONY: up demo test test-fast deps system-deps lint bench loadtest chaos drill clean help
 
 help:
 	@echo "make up      start Postgres, Redis, migrations, API :8080, worker :9091, Prometheus :9090,"
@@ -12,6 +12,8 @@ help:
 	@echo "make demo    send gentle, realistic traffic to a running make up for 5 min (DEMO_ARGS=--minutes 1)"
 	@echo "make test    install what the suite needs and run every test"
 	@echo "make bench   run the benchmarks recorded in docs/BENCHMARKS.md"
+	@echo "make chaos   the fault scenarios at full size (docs/RELIABILITY.md); make test runs them short"
+	@echo "make drill   game-day drill of every alert on a live stack (make drill ALERT=RedisDown for one)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +37,7 @@ test: system-deps deps lint
 
 # Lint and generated files are checked before the tests: a stale dashboard or a lint error fails fast.
 lint: deps
-	$(VENV)/bin/ruff check app observability devstack loadtests tests dashboards deploy
+	$(VENV)/bin/ruff check app observability devstack drills loadtests tests dashboards deploy
 	$(PY) dashboards/generate.py --check
 	$(PY) deploy/kubernetes/generate.py --check
 
@@ -43,6 +45,15 @@ bench: system-deps deps
 	$(PY) -m loadtests.bench_autosave
 	$(PY) -m loadtests.bench_queue
 	$(PY) loadtests/bench_realtime.py
+
+# Full forms of tests/chaos (10,000 saves, 200 subscribers, 30 s Postgres outage...); figures go
+# to .data/chaos/full.jsonl and docs/RELIABILITY.md.
+chaos: system-deps deps
+	CHAOS_FULL=1 $(PY) -m pytest -p no:cacheprovider tests/chaos -s $(PYTEST_ARGS)
+
+# Every alert's drill (about 20 minutes; the SLO tickets wait out their scaled `for`), or one.
+drill: system-deps deps
+	$(PY) -m drills $(if $(ALERT),--alert $(ALERT)) --json .data/drills.json
 
 clean:
 	rm -rf .data $(VENV)

@@ -200,3 +200,10 @@ class Saver:
 @pytest.fixture
 def saver(chaos: ChaosStack, http: httpx.AsyncClient) -> Saver:
     return Saver(chaos, http)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The full forms run for minutes: lift the suite's 120 s per-test timeout for them."""
+    for item in items:
+        if "tests/chaos/" in str(item.path) and FULL:
+            item.add_marker(pytest.mark.timeout(900))
