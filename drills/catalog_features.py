@@ -143,7 +143,12 @@ async def restart_api2(live: Live, bg: Background) -> None:
 
 
 async def cut_subscriber(live: Live, bg: Background) -> None:
-    """The network between the API and Redis flaps: the pubsub connections are cut every 3 s."""
+    """The network between the API and Redis flaps: with a tab following a channel on each API
+    process (so each holds a Redis subscription), the pubsub connections are cut every 3 s."""
+    channel = f"job:drill-{uuid.uuid4().hex[:8]}"
+    await live.publish(channel, 1)
+    for base in (live.api.url, live.api2.url):
+        bg.sockets.append(await open_socket(live, base, channel))
     bg.every(3.0, lambda: redis_command(live, "CLIENT", "KILL", "TYPE", "pubsub"))
 
 
@@ -211,7 +216,7 @@ DRILLS = [
           r"activeConnections\": 9|\} 0\.9"),
     Drill("RealtimeRedisReconnecting", "realtime", "Redis cuts the pubsub connections every 3 s (CLIENT KILL)",
           "3. network flaps: fixed at the host (the cuts stop); the gateway recovers by itself",
-          cut_subscriber, stop_stalls, r"redis_reconnecting"),
+          cut_subscriber, stop_stalls, r'"msg":"redis_reconnecting","attempt":\d'),
     slo("P1", "1h", 50, 60, 90),
     slo("P2", "6h", 50, 60, 120),
     slo("P3", "1d", 2, 150, 300),

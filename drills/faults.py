@@ -39,15 +39,18 @@ class Background:
         self.tasks.append(asyncio.create_task(loop()))
 
     async def stop(self) -> None:
+        """Stop the loops, close the sockets (their readers end with them), and cancel whatever
+        has not finished within a few seconds."""
         self.stop_event.set()
-        for task in self.tasks:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(task, 15)
-        self.tasks.clear()
         for ws in self.sockets:
             with contextlib.suppress(Exception):
-                await ws.close()
+                await asyncio.wait_for(ws.close(), 3)
         self.sockets.clear()
+        if self.tasks:
+            _, late = await asyncio.wait(self.tasks, timeout=10)
+            for task in late:
+                task.cancel()
+        self.tasks.clear()
 
 
 def stall(pid: int, group: bool, seconds: float) -> Callable[[], Awaitable[None]]:

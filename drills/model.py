@@ -24,8 +24,8 @@ class Drill:
     """The runbook remediation step applied, in words."""
     produce: Step
     apply_remedy: Step
-    shows: str
-    """A regex some Check command's output must match while the fault is on."""
+    shows: str | Callable[[str], bool]
+    """A regex some Check command's output must match while the fault is on (or a predicate)."""
     labels: dict[str, str] = field(default_factory=dict)
     """Labels telling this rule apart from others of the same name (APIErrorBudgetBurn)."""
     process_down: bool = False

@@ -20,7 +20,7 @@ from drills.runbook import check_commands, run_checks
 PAGE = {"P1", "P2"}
 ROUTES = {True: ("oncall-pager", "/page"), False: ("ticket", "/ticket")}
 """Receiver and alert-sink path a page (P1/P2) or a ticket (P3/P4) reaches (alertmanager.yml)."""
-ROUTE_TIMEOUT_S = 30.0
+ROUTE_TIMEOUT_S = 60.0
 CONNECT_FAILURES = {7, 28}
 """curl: could not connect, timed out (a Check aimed at the process that is down)."""
 
@@ -91,7 +91,7 @@ async def run_drill(live: Live, drill: Drill, say: Callable[[str], None]) -> Res
         for r in runs:
             first = " ".join(r.output.split())[:160] if r.ran else r.skipped
             say(f"[{drill.key}]   $ {r.command[:90]} -> {r.code if r.ran else 'skipped'}: {first}")
-        result.shown = any(re.search(drill.shows, r.output, re.M) for r in runs if r.ran)
+        result.shown = any(_shows(drill, r.output) for r in runs if r.ran)
         say(f"[{drill.key}] checks: {result.checks_ran} run, {len(result.checks_skipped)} compose-only, "
             f"{len(result.checks_failed)} failed, fault shown: {result.shown}")
         remedied = time.monotonic()
@@ -109,6 +109,12 @@ async def run_drill(live: Live, drill: Drill, say: Callable[[str], None]) -> Res
         await bg.stop()
         await heal(live)
     return result
+
+
+def _shows(drill: Drill, output: str) -> bool:
+    if callable(drill.shows):
+        return drill.shows(output)
+    return re.search(drill.shows, output, re.M) is not None
 
 
 async def _nonempty(found: Any) -> bool:

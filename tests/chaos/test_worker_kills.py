@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import datetime
 
 from redis.asyncio import Redis
 
@@ -25,7 +26,7 @@ from devstack.processes import ServiceProcess
 from tests.chaos.conftest import FULL, ChaosStack, Saver, record
 
 SAVES, USERS, KILLS = (10_000, 200, 10) if FULL else (600, 20, 2)
-SAVE_SECONDS = 80.0 if FULL else 15.0
+SAVE_SECONDS = 80.0 if FULL else 10.0
 """How long the saves are spread over (kills happen meanwhile)."""
 STALLED_WINDOW_S = HEARTBEAT_S + SWEEP_EVERY_S
 RECOVERY_BOUND_S = LEASE_MS / 1000 + 15
@@ -44,10 +45,22 @@ async def _kill_during_flush(stack: ChaosStack, worker: ServiceProcess, redis: R
         await asyncio.sleep(0.002)
     assert leased, "no flush was ever in flight to kill"
     worker.kill()
-    killed = time.monotonic()
+    killed, killed_wall = time.monotonic(), time.time()
     owed = {d: saver.latest.get(d, 0) for d in leased}
     await asyncio.to_thread(worker.start)
-    return {"killed": killed, "owed": owed}
+    return {"killed": killed, "killed_wall": killed_wall, "owed": owed}
+
+
+def _swept_after(worker: ServiceProcess, kills: list[dict[str, object]]) -> list[float]:
+    """Per kill, seconds until the first orphaned job was swept and retried (the worker's
+    ``job_failed_retrying`` line with SAQ's stalled-job error), from the worker's log."""
+    swept = sorted(datetime.fromisoformat(line["timestamp"]).timestamp() for line in worker.logs()
+                   if line.get("msg") == "job_failed_retrying" and "stalled" in str(line.get("error")))
+    out = []
+    for kill in kills:
+        at = float(kill["killed_wall"])  # type: ignore[arg-type]
+        out.append(round(next((s - at for s in swept if s > at), float("nan")), 1))
+    return out
 
 
 async def _recovered(stack: ChaosStack, owed: dict[str, int], killed: float) -> float:
@@ -89,10 +102,11 @@ async def test_worker_sigkilled_mid_flush_loses_nothing(chaos: ChaosStack, saver
         stop.set()
         await redis.aclose()
     lost, rolled_back = await saver.losses()
+    swept = _swept_after(worker, kills)
     accepted = SAVES - sum(saver.refused.values())
     record("worker_sigkill", saves=SAVES, accepted=accepted, users=USERS, drafts=len(saver.latest), kills=len(kills),
            leased_at_kill=[len(k["owed"]) for k in kills], lost=lost, rolled_back=rolled_back,  # type: ignore[arg-type]
-           recovery_s=[round(r, 1) for r in recovery], max_recovery_s=round(max(recovery), 1),
+           recovery_s=[round(r, 1) for r in recovery], orphan_swept_s=swept, max_recovery_s=round(max(recovery), 1),
            stalled_window_s=STALLED_WINDOW_S, lease_s=LEASE_MS / 1000, drain_after_saves_s=round(drained_s, 1),
            refused=saver.refused, retries=worker.metric("job_retries_total", {"queue": "draft-autosave"}))
     assert saver.refused == {}, saver.refused
