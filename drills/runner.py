@@ -77,7 +77,12 @@ async def run_drill(live: Live, drill: Drill, say: Callable[[str], None]) -> Res
                     if n["path"] == path and n["body"]["receiver"] == receiver and n["body"]["status"] == "firing"]
             return receiver in names and bool(sent)
 
-        await wait_until(f"{drill.alert} delivered to {receiver} ({path})", routed, ROUTE_TIMEOUT_S)
+        try:
+            await wait_until(f"{drill.alert} delivered to {receiver} ({path})", routed, ROUTE_TIMEOUT_S)
+        except TimeoutError as exc:
+            found = await live.manager_alerts(drill.alert, {})
+            seen = [(a["status"], [r["name"] for r in a["receivers"]]) for a in found]
+            raise TimeoutError(f"{exc}; Alertmanager has {seen}") from None
         result.route = f"{priority} -> {receiver} ({path})"
         say(f"[{drill.key}] routed: {result.route}")
         commands = check_commands(drill.domain, drill.alert)
