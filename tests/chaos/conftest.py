@@ -27,6 +27,7 @@ import pytest
 from devstack.processes import ServiceProcess, migrate
 from devstack.servers import PostgresServer, RedisServer
 from devstack.stack import stack_env
+from tests.realtime.support import Client
 from tests.support.processes import TEST_SECRET
 
 FULL = os.environ.get("CHAOS_FULL") == "1"
@@ -93,6 +94,13 @@ class ChaosStack:
 
     def headers(self, user: str, admin: bool = False) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(user, admin)}"}
+
+    async def subscribers(self, base: str, n: int, channel: str) -> list[Client]:
+        """``n`` sockets to ``base``, each as an admin user of its own, subscribed to ``channel``."""
+        clients = [await Client.open(base, self.token(f"chaos-sub-{i}", admin=True)) for i in range(n)]
+        for c in clients:
+            await c.subscribe(channel)
+        return clients
 
     async def stored(self, ids: list[str]) -> dict[str, int]:
         """Version in spec_drafts of each of ``ids`` that has a row (as the schema owner)."""

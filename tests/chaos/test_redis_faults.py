@@ -16,7 +16,7 @@ import uuid
 import httpx
 
 from tests.chaos.conftest import FULL, ChaosStack, Saver, eventually, record
-from tests.realtime.support import Client, assert_exactly, channel_name
+from tests.realtime.support import assert_exactly, channel_name
 
 SUBSCRIBERS = 200 if FULL else 20
 EVENTS_BEFORE, EVENTS_DURING, EVENTS_AFTER = (300, 100, 300) if FULL else (40, 20, 40)
@@ -54,9 +54,7 @@ async def test_redis_killed_during_broadcast(chaos: ChaosStack, saver: Saver, ht
     chaos.spawn("worker")
     admin = chaos.token("chaos-admin", admin=True)
     channel = channel_name()
-    clients = [await Client.open(api.url, chaos.token(f"chaos-sub-{i}", admin=True)) for i in range(SUBSCRIBERS)]
-    for c in clients:
-        await c.subscribe(channel)
+    clients = await chaos.subscribers(api.url, SUBSCRIBERS, channel)
     user = f"chaos-{uuid.uuid4().hex[:8]}"
     for _ in range(20):
         await saver.save(api.url, f"{user}-{uuid.uuid4().hex[:4]}")

@@ -62,9 +62,7 @@ async def test_sigterm_to_a_socket_process_resumes_elsewhere(role: str, chaos: C
     chaos.spawn("worker")
     admin = chaos.token("chaos-admin", admin=True)
     channel = channel_name()
-    clients = [await Client.open(victim.url, chaos.token(f"chaos-sub-{i}", admin=True)) for i in range(SOCKETS)]
-    for c in clients:
-        await c.subscribe(channel)
+    clients = await chaos.subscribers(victim.url, SOCKETS, channel)
     stop = asyncio.Event()
     published: list[int] = []
 
