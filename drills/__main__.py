@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="only the short subset make test runs")
     parser.add_argument("--json", type=Path, help="also write the results here as JSON")
     args = parser.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the throwaway stack is stopped and removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     drills = select(args.alert, args.quick)
     results = asyncio.run(run(drills))
     explained = [e for e in EXPLAINED if args.alert in (None, e.alert)] if not args.quick else []

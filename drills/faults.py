@@ -70,7 +70,7 @@ def stall(pid: int, group: bool, seconds: float) -> Callable[[], Awaitable[None]
 async def sql(live: Live, statement: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     """One statement as the schema owner (``DATABASE_URL``), autocommit."""
     async with await psycopg.AsyncConnection.connect(live.pg.url, autocommit=True) as conn:
-        cur = await conn.execute(statement, params)  # type: ignore[arg-type]
+        cur = await conn.execute(statement, params)
         return list(await cur.fetchall()) if cur.description else []
 
 
@@ -129,7 +129,7 @@ async def redis_command(live: Live, *args: Any) -> Any:
 
     redis = Redis.from_url(live.redis.url)
     try:
-        return await redis.execute_command(*args)
+        return await redis.execute_command(*args)  # type: ignore[no-untyped-call]
     finally:
         await redis.aclose()
 

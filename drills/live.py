@@ -1,7 +1,7 @@
 """The drills' live stack: Postgres, Redis (AOF on), migrations, two API processes (api-2 with a
-small REALTIME_MAX_CONNECTIONS), a worker with the test-only jobs, the alert sink, Alertmanager
-with our routing (grouping timers shortened), and a fresh Prometheus per drill with the scaled
-rules, so one drill's history never leaks into another's windows. Loopback only."""
+small REALTIME_MAX_CONNECTIONS), a worker with the test-only jobs, the alert sink, and per drill a
+fresh Alertmanager (our routing, grouping timers shortened) and Prometheus (the scaled rules), so
+one drill's history never leaks into another's windows or inhibitions. Loopback only."""
 
 from __future__ import annotations
 
@@ -80,10 +80,14 @@ class Live:
 
     # --- Prometheus, Alertmanager, sink ---------------------------------------------------
 
-    def fresh_prometheus(self, name: str) -> Daemon:
-        """Stop the previous Prometheus; start one with empty storage and the scaled rules."""
+    def fresh_monitoring(self, name: str) -> Daemon:
+        """Stop the previous Prometheus and Alertmanager; start both with empty storage (the scaled
+        rules, our routing), so no alert of an earlier drill is still active or inhibiting."""
         if self.prometheus is not None:
             self.prometheus.stop()
+        self.manager.stop()
+        self.manager = monitoring.alertmanager(self.root / "monitoring" / name, self.sink.url, free_port(),
+                                               overlay=scaled_alertmanager).start()
         root = self.root / "prometheus" / name
         rules = scaled_rules(root / "rules")
         config = monitoring.prometheus_config(
@@ -193,7 +197,7 @@ def live_stack(keep: Path | None = None) -> Iterator[Live]:
         stack.callback(sink.stop)
         manager = monitoring.alertmanager(mon / "alertmanager", sink.url, free_port(),
                                           overlay=scaled_alertmanager).start()
-        stack.callback(manager.stop)
         live = Live(root, pg, redis, env, api, api2, worker, sink, manager)
+        stack.callback(lambda: live.manager.stop())
         stack.callback(lambda: live.prometheus.stop() if live.prometheus else None)
         yield live

@@ -58,7 +58,7 @@ async def run_drill(live: Live, drill: Drill, say: Callable[[str], None]) -> Res
     match = {**drill.labels, "priority": priority}
     bg = Background()
     try:
-        live.fresh_prometheus(drill.key.lower())
+        live.fresh_monitoring(drill.key.lower())
         await live.wait_targets()
         mark = await live.sink_mark()
         say(f"[{drill.key}] fault: {drill.fault}")
