@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: up demo test test-fast deps system-deps lint bench loadtest fuzz clean help
+.PHONY: up demo test test-fast deps system-deps lint bench loadtest fuzz chaos drill clean help
 
 help:
 	@echo "make up      start Postgres, Redis, migrations, API :8080, worker :9091, Prometheus :9090,"
@@ -15,6 +15,8 @@ help:
 	@echo "make bench   run the benchmarks recorded in docs/BENCHMARKS.md"
 	@echo "make loadtest  the Locust suite on its own stack (LOADTEST_CONFIG=staging, LOADTEST_ARGS=--workers 2)"
 	@echo "make fuzz    schemathesis, every check, 100 examples per operation (make test runs 5)"
+	@echo "make chaos   the fault scenarios at full size (docs/RELIABILITY.md); make test runs them short"
+	@echo "make drill   game-day drill of every alert on a live stack (make drill ALERT=RedisDown for one)"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +44,7 @@ test-fast: deps lint
 
 # Lint and generated files are checked before the tests: a stale dashboard or a lint error fails fast.
 lint: deps
-	$(VENV)/bin/ruff check app observability devstack loadtests tests dashboards deploy
+	$(VENV)/bin/ruff check app observability devstack drills loadtests tests dashboards deploy
 	$(VENV)/bin/mypy app observability
 	$(VENV)/bin/lint-imports
 	$(PY) dashboards/generate.py --check
@@ -62,6 +64,15 @@ LOADTEST_CONFIG ?= smoke
 loadtest: system-deps deps
 	$(PY) -m loadtests.suite --config loadtests/configs/$(LOADTEST_CONFIG).yaml --start-stack \
 		--output loadtests/reports/$$(date +%F)-$(LOADTEST_CONFIG) --label $(LOADTEST_CONFIG) $(LOADTEST_ARGS)
+
+# Full forms of tests/chaos (10,000 saves, 200 subscribers, 30 s Postgres outage...); figures go
+# to .data/chaos/full.jsonl and docs/RELIABILITY.md.
+chaos: system-deps deps
+	CHAOS_FULL=1 $(PY) -m pytest -p no:cacheprovider tests/chaos -s $(PYTEST_ARGS)
+
+# Every alert's drill (about 20 minutes; the SLO tickets wait out their scaled `for`), or one.
+drill: system-deps deps
+	$(PY) -m drills $(if $(ALERT),--alert $(ALERT)) --json .data/drills.json
 
 clean:
 	rm -rf .data $(VENV)

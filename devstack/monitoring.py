@@ -8,8 +8,10 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from devstack.servers import DevstackError, terminate
 
@@ -131,13 +133,20 @@ def prometheus(root: Path, config: str, port: int, retention: str = "15d") -> Da
     return Daemon("prometheus", argv, port, root / "prometheus.log")
 
 
-def alertmanager(root: Path, sink_url: str, port: int) -> Daemon:
+def alertmanager(root: Path, sink_url: str, port: int,
+                 overlay: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Daemon:
     """Alertmanager with our routing (see :func:`alertmanager_config`), data in ``root/data``,
-    clustering off; not started."""
+    clustering off; not started. ``overlay`` rewrites the parsed config first (the drills'
+    shorter grouping timers)."""
+    import yaml
+
     root.mkdir(parents=True, exist_ok=True)
     key = root / "pagerduty_routing_key"
     key.write_text("local-routing-key\n")  # pages go to the local receiver, never to PagerDuty
-    (root / "alertmanager.yml").write_text(alertmanager_config(sink_url, key))
+    config = alertmanager_config(sink_url, key)
+    if overlay is not None:
+        config = str(yaml.safe_dump(overlay(yaml.safe_load(config)), sort_keys=False))
+    (root / "alertmanager.yml").write_text(config)
     argv = [_binary("prometheus-alertmanager"), f"--config.file={root / 'alertmanager.yml'}",
             f"--storage.path={root / 'data'}", f"--web.listen-address=127.0.0.1:{port}",
             "--cluster.listen-address="]
