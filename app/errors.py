@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from psycopg_pool import PoolTimeout
 
 from observability.logging import get_logger
 
@@ -88,6 +90,19 @@ def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) 
     return _response(status, code, detail, headers)
 
 
+DEPENDENCY_DOWN = (psycopg.OperationalError, PoolTimeout)
+"""Postgres unreachable or the pool exhausted: the client should retry, not report a bug."""
+
+
+def database_unavailable() -> ApiError:
+    return unavailable("database_unavailable", "The database is not answering right now; retry shortly.")
+
+
+def dependency_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.warning("database_unavailable", route=request.scope.get("path_template"), error=type(exc).__name__)
+    return api_error_handler(request, database_unavailable())
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("unhandled_error", route=request.scope.get("path_template"), error=type(exc).__name__, exc_info=exc)
     return _response(
@@ -98,5 +113,7 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ApiError: api_error_handler,
     HTTPException: http_exception_handler,
+    psycopg.OperationalError: dependency_error_handler,
+    PoolTimeout: dependency_error_handler,
     Exception: internal_error_handler,
 }

@@ -17,7 +17,7 @@ from app.auth.guards import require_user
 from app.auth.tokens import Keys
 from app.autosave.routes import BODY_LIMIT_FACTOR
 from app.autosave.service import AutosaveService, parse_save
-from app.errors import ApiError, error_body
+from app.errors import DEPENDENCY_DOWN, ApiError, database_unavailable, error_body
 from observability.logging import get_logger
 
 log = get_logger(__name__)
@@ -46,6 +46,8 @@ def autosave_fast_path(service: AutosaveService, secret: Keys) -> Any:
             result = await service.save(principal.user_id, parse_save(body, settings))
         except ApiError:
             raise
+        except DEPENDENCY_DOWN:
+            raise database_unavailable() from None  # a draft Redis forgot needs Postgres for its version
         except Exception as exc:
             log.error("unhandled_error", route="/api/autosave", error=type(exc).__name__, exc_info=exc)
             await _respond(raw_send, 500, _INTERNAL)
