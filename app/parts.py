@@ -7,6 +7,8 @@ list of parts. Nothing here knows any feature.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -24,6 +26,28 @@ class Service(Protocol):
     def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+class LoopService:
+    """A :class:`Service` whose work is one coroutine, ``main()``, run as a named task from
+    ``start()`` until ``stop()`` cancels it."""
+
+    task_name = "service"
+
+    def __init__(self) -> None:
+        self._task: asyncio.Task[None] | None = None
+
+    async def main(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.main(), name=self.task_name)
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 @dataclass

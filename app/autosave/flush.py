@@ -29,6 +29,7 @@ from app.autosave.service import FLUSH_FUNCTION, enqueue_flush, job_key
 from app.autosave.store import DraftStore, FlushJobKeys, Snapshot
 from app.db import Database
 from app.events import Event, EventPublisher, utc_iso_ms
+from app.parts import LoopService
 from app.queue.names import AUTOSAVE
 from app.queue.redis_queue import COMPLETED_TTL_SECONDS, DraftwireQueue
 from observability import tracing
@@ -96,8 +97,10 @@ class _Request:
     carrier: dict[str, str] = field(default_factory=dict)
 
 
-class FlushBatcher:
+class FlushBatcher(LoopService):
     """Collects drafts from concurrent jobs and writes them in batches."""
+
+    task_name = "autosave-batcher"
 
     def __init__(
         self,
@@ -109,6 +112,7 @@ class FlushBatcher:
         flush_delay: float,
         queue: DraftwireQueue,
     ) -> None:
+        super().__init__()
         self.jobs = FlushJobKeys(
             incomplete_key=queue.namespace("incomplete"),
             queued_key=queue.namespace("queued"),
@@ -124,17 +128,7 @@ class FlushBatcher:
         self._inbox: asyncio.Queue[_Request] = asyncio.Queue()
         self._writing: dict[str, asyncio.Future[None]] = {}
         """Drafts a batch of this process holds the lease of, and that batch's end."""
-        self._task: asyncio.Task[None] | None = None
         self._token = uuid.uuid4().hex
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="autosave-batcher")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def flush(self, draft_id: str) -> None:
         """Return once the draft's newest version (as of now) is in Postgres; raise if not."""
@@ -142,7 +136,7 @@ class FlushBatcher:
         await self._inbox.put(request)
         await request.future
 
-    async def _run(self) -> None:
+    async def main(self) -> None:
         # Up to MAX_BATCHES_IN_FLIGHT batches at once: a batch mostly waits on round trips, and
         # the per-draft leases keep concurrent batches from writing the same draft.
         slots = asyncio.Semaphore(MAX_BATCHES_IN_FLIGHT)
@@ -298,27 +292,20 @@ def flush_handler(batcher: FlushBatcher) -> Any:
     return flush_draft
 
 
-class FlushFollowUp:
+class FlushFollowUp(LoopService):
     """Keeps every dirty draft on its way to Postgres, whatever happened to its job."""
+
+    task_name = "autosave-sweeper"
 
     def __init__(
         self, *, queue: DraftwireQueue, store: DraftStore, db: Database, flush_delay: float, defaults: dict[str, Any]
     ) -> None:
+        super().__init__()
         self.queue = queue
         self.store = store
         self.db = db
         self.flush_delay = flush_delay
         self.defaults = defaults
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self.run(), name="autosave-sweeper")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     async def after_process(self, ctx: dict[str, Any]) -> None:
         """After a flush job finished: if a save arrived while it ran, enqueue the next flush
@@ -356,7 +343,7 @@ class FlushFollowUp:
             log.info("autosave_sweep_requeued", queue="draft-autosave", count=revived)
         return revived
 
-    async def run(self, every: float = 2.0) -> None:
+    async def main(self, every: float = 2.0) -> None:
         while True:
             try:
                 await self.sweep()
