@@ -60,10 +60,11 @@ class HttpPart:
     on_app: list[Callable[[Litestar], None]] = field(default_factory=list)
     """Called with the built app (e.g. to put a fast path in front of the middleware stack)."""
     health: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = field(default_factory=dict)
-    fast_paths: dict[tuple[str, str], Any] = field(default_factory=dict)
-    """(method, path) -> a raw ASGI handler served in front of Litestar's stack, wrapped by the
-    same edge layer as every route (only for the hottest routes; decision 0005)."""
     """Sections of ``GET /health`` (``{"autosave": ...}``)."""
+    fast_paths: dict[tuple[str, str], Any] = field(default_factory=dict)
+    """(method, path or template with one ``{param}``) -> a raw ASGI handler served in front of
+    Litestar's stack, wrapped by the same edge layer as every route (only for the hottest
+    routes, each also registered as a Litestar route; decision 0005)."""
 
 
 @dataclass(frozen=True)

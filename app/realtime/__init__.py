@@ -9,9 +9,10 @@ from __future__ import annotations
 from app.auth.bound import for_admin
 from app.parts import HttpPart
 from app.platform import Platform
+from app.realtime.fastpublish import publish_fast_path
 from app.realtime.gateway import Gateway
 from app.realtime.lifecycle import lifespan, socket_fast_path
-from app.realtime.routes import PUBLISH_ROUTES, stream_routes
+from app.realtime.routes import PUBLISH_ROUTES, PUBLISH_TEMPLATE, stream_routes
 
 
 def gateway_part(platform: Platform) -> HttpPart:
@@ -24,7 +25,11 @@ def gateway_part(platform: Platform) -> HttpPart:
 
 
 def publish_part(platform: Platform) -> HttpPart:
-    return HttpPart(routes=list(PUBLISH_ROUTES), dependencies={"publisher": for_admin(platform.events)})
+    return HttpPart(
+        routes=list(PUBLISH_ROUTES),
+        dependencies={"publisher": for_admin(platform.events)},
+        fast_paths={("POST", PUBLISH_TEMPLATE): publish_fast_path(platform.events, platform.settings.jwt_verify_keys)},
+    )
 
 
 __all__ = ("Gateway", "gateway_part", "publish_part")

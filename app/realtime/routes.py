@@ -17,6 +17,7 @@ from litestar.types import Receive, Scope, Send
 from app.auth import AdminUser
 from app.auth.audit import admin_action
 from app.auth.bound import ForAdmin
+from app.auth.tokens import Principal
 from app.errors import ApiError
 from app.events import EVENT_TYPE_RE, EventPublisher, valid_channel
 from app.http.openapi import documents
@@ -60,9 +61,18 @@ async def publish_event(
     channel: Annotated[str, Parameter(description="job:<id> or draft:<id>", schema_extra={"pattern": CHANNEL_PATTERN})],
 ) -> Response[dict[str, Any]]:
     """Append an event to ``channel`` and announce it: ``{"type": "...", "data": {...}}``."""
+    type_, data = parse_publish(channel, await request.body())
+    return Response(await publish(publisher.service, publisher.user, channel, type_, data), status_code=201)
+
+
+def check_channel(channel: str) -> None:
     if not valid_channel(channel):
         raise ApiError(422, "invalid_request", "channel must look like job:<id> or draft:<id>.")
-    raw = await request.body()
+
+
+def parse_publish(channel: str, raw: bytes) -> tuple[str, dict[str, Any]]:
+    """(type, data) of a publish request to ``channel``, or the 413/422 that refuses it."""
+    check_channel(channel)
     if len(raw) > MAX_EVENT_DATA_BYTES:
         raise ApiError(413, "payload_too_large", f"Event bodies are limited to {MAX_EVENT_DATA_BYTES} bytes.")
     try:
@@ -76,9 +86,17 @@ async def publish_event(
         raise ApiError(422, "invalid_request", "type must be lowercase words joined by dots, e.g. job.progress.")
     if not isinstance(data, dict):
         raise ApiError(422, "invalid_request", "data must be a JSON object.")
-    event = await publisher.service.publish(channel, type_, data)
-    admin_action(publisher.user, "channel.publish", channel, type=type_, seq=event.seq)
-    return Response({"channel": event.channel, "seq": event.seq}, status_code=201)
+    return type_, data
+
+
+async def publish(publisher: EventPublisher, admin: Principal, channel: str, type_: str,
+                  data: dict[str, Any]) -> dict[str, Any]:
+    """Publish, audit, and the 201 body ``{"channel", "seq"}``."""
+    event = await publisher.publish(channel, type_, data)
+    admin_action(admin, "channel.publish", channel, type=type_, seq=event.seq)
+    return {"channel": event.channel, "seq": event.seq}
 
 
 PUBLISH_ROUTES: list[Any] = [publish_event]
+PUBLISH_TEMPLATE = "/api/admin/channels/{channel}/events"
+"""The publish route's template (as Litestar reports it: the metrics' ``path`` label)."""

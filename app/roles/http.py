@@ -77,16 +77,41 @@ def build_app(platform: Platform, parts: Sequence[HttpPart], *, tune_process: bo
 
 def _install_fast_paths(app: Litestar, fast: dict[tuple[str, str], ASGIApp]) -> None:
     """Serve the parts' fast paths in front of Litestar's router (each already inside the edge);
-    everything else, and these paths' other methods, go to Litestar as before."""
+    everything else, and these paths' other methods, go to Litestar as before.
+
+    A key's path is exact (``/api/autosave``) or a template with one parameter that spans one
+    segment (``/api/admin/channels/{channel}/events``); a path the template does not match
+    exactly (a trailing slash, an empty segment) goes to Litestar, which answers as it always has."""
     inner = app.asgi_handler
+    exact = {key: handler for key, handler in fast.items() if "{" not in key[1]}
+    templated = [(method, *_split_template(path), path, handler)
+                 for (method, path), handler in fast.items() if "{" in path]
 
     async def front(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == ScopeType.HTTP:
-            handler = fast.get((scope["method"], scope["path"]))
+            method, path = scope["method"], scope["path"]
+            handler = exact.get((method, path))
             if handler is not None:
-                scope["path_template"] = scope["path"]
+                scope["path_template"] = path
                 await handler(scope, receive, send)
                 return
+            for want, prefix, name, suffix, template, handler in templated:
+                if method == want and path.startswith(prefix) and path.endswith(suffix):
+                    value = path[len(prefix):len(path) - len(suffix)]
+                    if value and "/" not in value:
+                        scope["path_template"] = template
+                        scope["path_params"] = {name: value}
+                        await handler(scope, receive, send)
+                        return
         await inner(scope, receive, send)
 
     app.asgi_handler = front
+
+
+def _split_template(template: str) -> tuple[str, str, str]:
+    """``/a/{x}/b`` -> (``/a/``, ``x``, ``/b``)."""
+    prefix, rest = template.split("{", 1)
+    name, suffix = rest.split("}", 1)
+    if "{" in suffix or ":" in name:
+        raise ValueError(f"fast path {template!r}: one plain {{parameter}} at most")
+    return prefix, name, suffix
