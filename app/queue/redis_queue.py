@@ -91,6 +91,23 @@ def equal_jitter_delay(attempts: int, base: float, cap: float) -> float:
 _dump_job = msgspec.json.Encoder().encode
 
 
+_SCHEDULE = """
+local moved = {}
+if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('PSETEX', KEYS[1], ARGV[1], 1)
+    moved = redis.call('ZRANGEBYSCORE', KEYS[2], 1, ARGV[2])
+    for _, v in ipairs(moved) do
+        redis.call('ZADD', KEYS[2], 0, v)
+        redis.call('RPUSH', KEYS[3], v)
+    end
+end
+local nxt = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[2], '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+return {moved, nxt[2] or false}
+"""
+"""SAQ's schedule with a lock in ms instead of whole seconds, that also answers when the next
+delayed job is due (ZSET ``incomplete``: score 0 once queued, else the due time)."""
+
+
 class DraftwireQueue(RedisQueue):
     """SAQ's Redis queue with a dead letter, metrics and sub-second scheduling."""
 
@@ -103,6 +120,8 @@ class DraftwireQueue(RedisQueue):
         self.failed_key = self.namespace("failed")
         self.completed_key = self.namespace("completed")
         self._ms_schedule_script: Any = None
+        self.next_due: float | None = None
+        """When the earliest delayed job is due (epoch s), as of the last :meth:`schedule`."""
         self._sweep_claim = redis.register_script(_SWEEP_CLAIM)
         self._purge_failed = redis.register_script(_PURGE_FAILED)
         self._requeue = redis.register_script(_REQUEUE)
@@ -122,25 +141,16 @@ class DraftwireQueue(RedisQueue):
 
     # --- scheduling -----------------------------------------------------------------------
     async def schedule(self, lock: float = 1) -> list[str]:
+        """Move the jobs that are due to the queue (one process per ``lock`` seconds does it), and
+        learn when the next one is due (:attr:`next_due`, epoch s; None when none waits)."""
         if self._ms_schedule_script is None:
-            self._ms_schedule_script = self.redis.register_script(
-                """
-                if redis.call('EXISTS', KEYS[1]) == 0 then
-                    redis.call('PSETEX', KEYS[1], ARGV[1], 1)
-                    local jobs = redis.call('ZRANGEBYSCORE', KEYS[2], 1, ARGV[2])
-                    for _, v in ipairs(jobs) do
-                        redis.call('ZADD', KEYS[2], 0, v)
-                        redis.call('RPUSH', KEYS[3], v)
-                    end
-                    return jobs
-                end
-                """
-            )
-        ids = await self._ms_schedule_script(
+            self._ms_schedule_script = self.redis.register_script(_SCHEDULE)
+        moved, next_due = await self._ms_schedule_script(
             keys=[self._schedule, self._incomplete, self._queued],
             args=[max(1, int(lock * 1000)), time.time()],
         )
-        return [i.decode() for i in ids or []]
+        self.next_due = float(next_due) if next_due else None
+        return [i.decode() for i in moved or []]
 
     async def _update(self, job: Job, status: Status | None = None, **kwargs: Any) -> None:
         """SAQ's update with the status known (start of a job): store and notify in one round trip."""

@@ -26,10 +26,14 @@ log = get_logger("app.queue")
 Handler = Callable[..., Awaitable[Any]]
 
 SCHEDULE_TICK_S = 0.25
-"""How often due (delayed, retrying) jobs are moved to their queue."""
-AUTOSAVE_SCHEDULE_TICK_S = 0.01
-"""The same for ``draft-autosave``: the resolution of the coalescing window (save-to-row is
-AUTOSAVE_FLUSH_DELAY plus at most this, plus the write)."""
+"""The longest a worker goes without looking for due (delayed, retrying) jobs. Between looks
+it sleeps until the earliest one is due, so a job is moved to its queue within a millisecond
+or two of its time; only a job enqueued due sooner than this waits up to this long."""
+AUTOSAVE_SCHEDULE_TICK_S = 0.05
+"""The same for ``draft-autosave``, whose flush jobs are due AUTOSAVE_FLUSH_DELAY after a save:
+save-to-row is that delay plus about a millisecond, plus the write."""
+SCHEDULE_LOCK_S = 0.002
+"""One worker moves the due jobs per this long (SAQ's lock against duplicate moves)."""
 SWEEP_EVERY_S = 5
 """How often stalled jobs are looked for (SAQ's default is 60 s)."""
 HEARTBEAT_S = 6
@@ -102,9 +106,13 @@ async def _heartbeat(job: Job) -> None:
 
 
 class DraftwireWorker(Worker[Any]):
-    """SAQ worker with a fast schedule tick; cron jobs are (re)declared once a second only."""
+    """SAQ worker whose schedule step wakes when the next delayed job is due (at most
+    ``timers["schedule"]`` apart, see :data:`SCHEDULE_TICK_S`) instead of polling on a fixed tick;
+    cron jobs are (re)declared once a second only."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.schedule_tick = float(kwargs.get("timers", {}).get("schedule", SCHEDULE_TICK_S))
+        kwargs["timers"] = {**kwargs.get("timers", {}), "schedule": 0}  # SAQ's poll: no sleep of its own
         super().__init__(*args, **kwargs)
         self._cron_declared_at = 0.0
         self._cron_slots: dict[str, int] = {}
@@ -114,7 +122,12 @@ class DraftwireWorker(Worker[Any]):
         if self.cron_jobs and now - self._cron_declared_at >= 1.0:
             self._cron_declared_at = now
             await self._declare_cron()
-        await self.queue.schedule(lock)
+        queue: Any = self.queue
+        await queue.schedule(SCHEDULE_LOCK_S)
+        wait = self.schedule_tick
+        if queue.next_due is not None:
+            wait = min(wait, max(0.0, queue.next_due - time.time()))
+        await asyncio.sleep(wait)
 
     async def _declare_cron(self) -> None:
         # One job per schedule slot (contract: at most one run per slot across all workers).
