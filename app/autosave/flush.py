@@ -165,6 +165,7 @@ class FlushBatcher(LoopService):
 
     async def _write_batch(self, requests: list[_Request]) -> None:
         ids = list(dict.fromkeys(r.draft_id for r in requests))
+        carrier = requests[0].carrier
         # Lease the requested drafts and fill the batch with other drafts already due (their
         # pending jobs are completed with them), snapshots included: one round trip.
         claimed = await self.store.claim(
@@ -174,27 +175,31 @@ class FlushBatcher(LoopService):
             due_before_ms=int((time.time() - self.flush_delay) * 1000),
             capacity=self.batch_size,
         )
+        waiting = [d for d in ids if d not in claimed]
+        await self._write_leased(claimed, carrier)
+        for request in requests:  # their jobs are done: free their worker slots now
+            if request.draft_id in claimed and not request.future.done():
+                request.future.set_result(None)
+        if waiting:
+            # Another batch is writing those drafts: wait for it, then write what is left. Only
+            # now, holding no lease: two batches that each held a draft the other waited for
+            # (a fill takes any due draft) waited on each other until LEASE_WAIT_S ran out,
+            # and every flush of the worker stalled behind them (seen at 300 saves/s).
+            await self._await_holders(waiting)
+            more = await self.store.claim(
+                waiting, token=self._token, lease_ms=LEASE_MS, due_before_ms=0, capacity=len(waiting)
+            )
+            await self._write_leased(more, carrier)
+
+    async def _write_leased(self, claimed: dict[str, Snapshot | None], carrier: dict[str, str]) -> None:
+        """Write the drafts this batch holds the lease of, then release them."""
+        if not claimed:
+            return
         done = asyncio.get_running_loop().create_future()
         for draft_id in claimed:
             self._writing[draft_id] = done
         try:
-            waiting = [d for d in ids if d not in claimed]
-            if waiting:  # another batch is writing those drafts: wait for it, then write what is left
-                ours = {id(f): f for d in waiting if (f := self._writing.get(d)) is not None}
-                remote = [d for d in waiting if d not in self._writing]
-                if ours:  # held by a batch of this process: wait for its end, no polling
-                    _, unfinished = await asyncio.wait(list(ours.values()), timeout=LEASE_WAIT_S)
-                    if unfinished:
-                        raise TimeoutError("another batch of this worker kept the flush lease too long")
-                if remote:  # held by another worker: poll its lease
-                    await self._await_leases(remote)
-                more = await self.store.claim(
-                    waiting, token=self._token, lease_ms=LEASE_MS, due_before_ms=0, capacity=len(waiting)
-                )
-                for draft_id in more:
-                    self._writing[draft_id] = done
-                claimed.update(more)
-            await self._write([s for s in claimed.values() if s is not None], requests[0].carrier)
+            await self._write([s for s in claimed.values() if s is not None], carrier)
         finally:
             try:
                 await self.store.release(list(claimed), self._token)
@@ -205,6 +210,18 @@ class FlushBatcher(LoopService):
                     if self._writing.get(draft_id) is done:
                         del self._writing[draft_id]
                 done.set_result(None)
+
+    async def _await_holders(self, ids: list[str]) -> None:
+        """Until the batches holding ``ids`` are done: this process's by their end (no polling),
+        another worker's by polling their leases."""
+        ours = {id(f): f for d in ids if (f := self._writing.get(d)) is not None}
+        remote = [d for d in ids if d not in self._writing]
+        if ours:
+            _, unfinished = await asyncio.wait(list(ours.values()), timeout=LEASE_WAIT_S)
+            if unfinished:
+                raise TimeoutError("another batch of this worker kept the flush lease too long")
+        if remote:
+            await self._await_leases(remote)
 
     async def _await_leases(self, ids: list[str], timeout: float = LEASE_WAIT_S) -> None:  # noqa: ASYNC109 - a bounded wait is the point
         deadline = time.monotonic() + timeout
