@@ -43,6 +43,14 @@ class Database:
             timeout=max(statement_timeout, 1.0),
             name="draftwire",
         )
+        self._prepared: list[tuple[str, tuple[Any, ...]]] = []
+
+    def prepare_on_connect(self, query: str, sample: tuple[Any, ...]) -> None:
+        """Prepare ``query`` on every new connection (run once with ``sample`` parameters), so
+        that its first real use is as fast as the rest. For the few latency-critical reads;
+        register before :meth:`open`."""
+        if all(query != known for known, _ in self._prepared):
+            self._prepared.append((query, sample))
 
     async def _configure(self, conn: Conn) -> None:
         # One round trip per new connection: role, timeout, and a name for pg_stat_activity.
@@ -50,6 +58,8 @@ class Database:
             f"SET ROLE {APP_ROLE}; SET statement_timeout = {self._timeout_ms};"
             " SET application_name = 'draftwire'"
         )
+        for query, sample in self._prepared:
+            await conn.execute(query, sample, prepare=True)
 
     async def open(self, wait: bool = False) -> None:
         """Open the pool; with ``wait`` block until ``min_size`` connections exist."""

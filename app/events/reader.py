@@ -2,6 +2,8 @@
 
 Queries run on an autocommit pooled connection (one round trip each, no BEGIN/COMMIT): both
 are single statements, and Postgres is the source of truth a subscriber replays and backfills from.
+Both are prepared on every new pooled connection (psycopg waits for a query's fifth use by
+default): the first replays on each connection were the slow tail of the catch-up benchmark.
 """
 
 from __future__ import annotations
@@ -40,14 +42,16 @@ class EventReader:
     def __init__(self, db: Database, *, page_size: int) -> None:
         self.db = db
         self.page_size = page_size
+        db.prepare_on_connect(_HEAD, ("",))
+        db.prepare_on_connect(_PAGE, ("", 0, 1))
 
     async def head_and_page(self, channel: str, after: int) -> tuple[int, list[StoredEvent]]:
         """The channel's head seq (0 when it has none) and the first page after ``after``."""
         start = time.perf_counter()
         async with self.db.pool.connection() as conn:
             async with conn.pipeline():
-                head_cur = await conn.execute(_HEAD, (channel,))
-                page_cur = await conn.execute(_PAGE, (channel, after, self.page_size))
+                head_cur = await conn.execute(_HEAD, (channel,), prepare=True)
+                page_cur = await conn.execute(_PAGE, (channel, after, self.page_size), prepare=True)
             head_row = await head_cur.fetchone()
             rows = await page_cur.fetchall()
         observe(DB_QUERY_DURATION.labels("events.replay"), time.perf_counter() - start)
@@ -56,7 +60,7 @@ class EventReader:
     async def head(self, channel: str) -> int:
         """The channel's last seq (0 when it has none)."""
         async with self.db.pool.connection() as conn:
-            cur = await conn.execute(_HEAD, (channel,))
+            cur = await conn.execute(_HEAD, (channel,), prepare=True)
             row = await cur.fetchone()
         return int(row["head_seq"]) if row else 0
 
@@ -64,7 +68,7 @@ class EventReader:
         """Up to ``page_size`` events with seq > ``after``, in order."""
         start = time.perf_counter()
         async with self.db.pool.connection() as conn:
-            cur = await conn.execute(_PAGE, (channel, after, self.page_size))
+            cur = await conn.execute(_PAGE, (channel, after, self.page_size), prepare=True)
             rows = await cur.fetchall()
         observe(DB_QUERY_DURATION.labels("events.replay"), time.perf_counter() - start)
         return [_stored(r) for r in rows]
