@@ -46,7 +46,12 @@ from observability.metrics import (
 
 log = get_logger(__name__)
 
-LEASE_MS = 30_000
+LEASE_MS = 10_000
+"""A batch's per-draft flush lease. It only saves duplicate work: writes are version-guarded
+(``WHERE version < excluded.version``), so a batch that outlives its lease and one that takes the
+draft over cannot roll a draft back or announce a version twice. Twice the default statement
+timeout (``DB_QUERY_TIMEOUT``, 5 s), and shorter than the stalled-job window (11 s): the draft a
+killed worker was writing is free again by the time its job is retried."""
 MAX_BATCHES_IN_FLIGHT = 4
 LEASE_WAIT_S = 20.0
 """How long a batch waits for a draft leased by another batch (of this process or another

@@ -5,9 +5,9 @@ window.
 
 Stalled window (app/queue/worker.py, app/autosave/flush.py): a dead worker's job is swept once
 its heartbeat lease lapses (HEARTBEAT_S = 6 s) at the next sweep (SWEEP_EVERY_S = 5 s), so within
-11 s; the draft it was writing stays leased for LEASE_MS = 30 s (a batch waits up to
-LEASE_WAIT_S = 20 s for it, then the job is retried), so that draft reaches Postgres within about
-30 s of the kill plus a retry backoff. RECOVERY_BOUND_S is that, plus the restart.
+11 s; the draft it was writing stays leased for LEASE_MS = 10 s, so by then it is free and the
+retried job writes it. RECOVERY_BOUND_S is the lease plus 15 s for the sweep, the retry and the
+restart.
 """
 
 from __future__ import annotations
