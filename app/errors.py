@@ -103,17 +103,18 @@ def dependency_error_handler(request: Request[Any, Any, Any], exc: Exception) ->
     return api_error_handler(request, database_unavailable())
 
 
+INTERNAL_ERROR_DETAIL = "Something failed on our side; retry shortly and report it if it persists."
+"""The detail of every 500 (Litestar's routes and the raw fast paths alike)."""
+
+
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     log.error("unhandled_error", route=request.scope.get("path_template"), error=type(exc).__name__, exc_info=exc)
-    return _response(
-        500, "internal_error", "Something failed on our side; retry shortly and report it if it persists."
-    )
+    return _response(500, "internal_error", INTERNAL_ERROR_DETAIL)
 
 
 EXCEPTION_HANDLERS: dict[Any, Any] = {
     ApiError: api_error_handler,
     HTTPException: http_exception_handler,
-    psycopg.OperationalError: dependency_error_handler,
-    PoolTimeout: dependency_error_handler,
+    **dict.fromkeys(DEPENDENCY_DOWN, dependency_error_handler),
     Exception: internal_error_handler,
 }

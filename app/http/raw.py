@@ -14,16 +14,14 @@ from typing import Any
 import msgspec
 from litestar.types import Receive, Scope, Send
 
-from app.errors import DEPENDENCY_DOWN, ApiError, database_unavailable, error_body
+from app.errors import DEPENDENCY_DOWN, INTERNAL_ERROR_DETAIL, ApiError, database_unavailable, error_body
 from observability.logging import get_logger
 
 log = get_logger("app.http")
 
 _encode = msgspec.json.Encoder().encode
 _JSON = (b"content-type", b"application/json")
-_INTERNAL = _encode(
-    error_body("internal_error", "Something failed on our side; retry shortly and report it if it persists.")
-)
+_INTERNAL = _encode(error_body("internal_error", INTERNAL_ERROR_DETAIL))
 
 RawHandler = Callable[[Scope, Receive, Send], Awaitable[None]]
 Answer = tuple[int, Any]

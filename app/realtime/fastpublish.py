@@ -2,7 +2,7 @@
 or a build reporting progress publishes many small events, and Litestar's routing, DI and
 response machinery cost more than the append and the announcement themselves. Behaviour is the
 Litestar route's own (``routes.publish_event`` stays registered for the schema and for servers
-without fast paths); both run :func:`routes.parse_publish` and :func:`routes.publish`."""
+without fast paths); both run :func:`routes.check_channel`, :func:`routes.parse_publish` and :func:`routes.publish`."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def publish_fast_path(publisher: EventPublisher, secret: Keys) -> RawHandler:
         channel: Any = scope["path_params"]["channel"]
         check_channel(channel)
         raw = await read_body(scope, receive, MAX_EVENT_DATA_BYTES)
-        type_, data = parse_publish(channel, raw)
+        type_, data = parse_publish(raw)
         return 201, await publish(publisher, admin, channel, type_, data)
 
     return raw_route(PUBLISH_TEMPLATE, serve)

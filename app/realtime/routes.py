@@ -61,7 +61,8 @@ async def publish_event(
     channel: Annotated[str, Parameter(description="job:<id> or draft:<id>", schema_extra={"pattern": CHANNEL_PATTERN})],
 ) -> Response[dict[str, Any]]:
     """Append an event to ``channel`` and announce it: ``{"type": "...", "data": {...}}``."""
-    type_, data = parse_publish(channel, await request.body())
+    check_channel(channel)
+    type_, data = parse_publish(await request.body())
     return Response(await publish(publisher.service, publisher.user, channel, type_, data), status_code=201)
 
 
@@ -70,9 +71,9 @@ def check_channel(channel: str) -> None:
         raise ApiError(422, "invalid_request", "channel must look like job:<id> or draft:<id>.")
 
 
-def parse_publish(channel: str, raw: bytes) -> tuple[str, dict[str, Any]]:
-    """(type, data) of a publish request to ``channel``, or the 413/422 that refuses it."""
-    check_channel(channel)
+def parse_publish(raw: bytes) -> tuple[str, dict[str, Any]]:
+    """(type, data) of a publish request's body, or the 413/422 that refuses it (the channel is
+    checked first, by :func:`check_channel`)."""
     if len(raw) > MAX_EVENT_DATA_BYTES:
         raise ApiError(413, "payload_too_large", f"Event bodies are limited to {MAX_EVENT_DATA_BYTES} bytes.")
     try:
