@@ -31,8 +31,10 @@ def _requests(user: str, admin: str) -> list[tuple[str, str, dict[str, str], byt
         ("save malformed", "/api/autosave", {**bearer(user), **js}, b"{not json"),
         ("save no title", "/api/autosave", {**bearer(user), **js}, b'{"payload": {}}'),
         ("save payload list", "/api/autosave", {**bearer(user), **js}, b'{"title": "t", "payload": [1]}'),
+        # Over the 512,000-byte payload limit but under the request-size limit: a body over that
+        # is refused before it is read, and the server's close can reset the client mid-upload.
         ("save too large", "/api/autosave", {**bearer(user), **js},
-         json.dumps({"title": "t", "payload": {"x": "y" * 1_100_000}}).encode()),
+         json.dumps({"title": "t", "payload": {"x": "y" * 600_000}}).encode()),
         ("save other draft", "/api/autosave", {**bearer(user), **js},
          json.dumps({"draftId": str(uuid.uuid4()), "title": "t", "payload": {}, "baseVersion": 99}).encode()),
         ("publish ok", events, {**bearer(admin), **js}, b'{"type": "job.note", "data": {"n": 1}}'),
