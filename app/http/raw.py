@@ -37,7 +37,8 @@ def raw_route(route: str, serve: Callable[[Scope, Receive], Awaitable[Answer]]) 
             status, body = await serve(scope, receive)
         except ApiError:
             raise
-        except DEPENDENCY_DOWN:
+        except DEPENDENCY_DOWN as exc:
+            log.warning("database_unavailable", route=route, error=type(exc).__name__)  # as app.errors does
             raise database_unavailable() from None
         except Exception as exc:
             log.error("unhandled_error", route=route, error=type(exc).__name__, exc_info=exc)
