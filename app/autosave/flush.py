@@ -173,17 +173,18 @@ class FlushBatcher(LoopService):
         carrier = requests[0].carrier
         # Lease the requested drafts and fill the batch with other drafts already due (their
         # pending jobs are completed with them), snapshots included: one round trip.
-        claimed = await self.store.claim(
+        got = await self.store.claim(
             ids,
             token=self._token,
             lease_ms=LEASE_MS,
             due_before_ms=int((time.time() - self.flush_delay) * 1000),
             capacity=self.batch_size,
         )
-        waiting = [d for d in ids if d not in claimed]
+        claimed = got.leased
+        waiting = [d for d in ids if d not in claimed and d not in got.clean]
         await self._write_leased(claimed, carrier)
         for request in requests:  # their jobs are done: free their worker slots now
-            if request.draft_id in claimed and not request.future.done():
+            if (request.draft_id in claimed or request.draft_id in got.clean) and not request.future.done():
                 request.future.set_result(None)
         if waiting:
             # Another batch is writing those drafts: wait for it, then write what is left. Only
@@ -194,7 +195,7 @@ class FlushBatcher(LoopService):
             more = await self.store.claim(
                 waiting, token=self._token, lease_ms=LEASE_MS, due_before_ms=0, capacity=len(waiting)
             )
-            await self._write_leased(more, carrier)
+            await self._write_leased(more.leased, carrier)
 
     async def _write_leased(self, claimed: dict[str, Snapshot | None], carrier: dict[str, str]) -> None:
         """Write the drafts this batch holds the lease of, then release them."""
@@ -203,11 +204,14 @@ class FlushBatcher(LoopService):
         done = asyncio.get_running_loop().create_future()
         for draft_id in claimed:
             self._writing[draft_id] = done
+        released = False
         try:
-            await self._write([s for s in claimed.values() if s is not None], carrier)
+            released = await self._write([s for s in claimed.values() if s is not None], carrier,
+                                         lease=list(claimed))
         finally:
             try:
-                await self.store.release(list(claimed), self._token)
+                if not released:  # nothing written, or the write failed: give the leases back alone
+                    await self.store.release(list(claimed), self._token)
             finally:
                 # Even when the release fails (its leases then expire on their own), this
                 # process's batches waiting on ours must not wait for a future nobody resolves.
@@ -236,10 +240,12 @@ class FlushBatcher(LoopService):
             await asyncio.sleep(0.02)
         raise TimeoutError("another worker kept the flush lease too long")
 
-    async def _write(self, claimed: list[Snapshot], carrier: dict[str, str]) -> int:
+    async def _write(self, claimed: list[Snapshot], carrier: dict[str, str], *, lease: list[str]) -> bool:
+        """Write the unpersisted snapshots; True when the batch's ``lease`` was given back with
+        the write's bookkeeping (one round trip), False when there was nothing to write."""
         snaps = [s for s in claimed if not s.persisted]
         if not snaps:
-            return 0
+            return False
         by_owner: dict[str, list[Snapshot]] = {}
         for snap in snaps:
             by_owner.setdefault(snap.owner, []).append(snap)
@@ -281,7 +287,8 @@ class FlushBatcher(LoopService):
             AUTOSAVE_DB_WRITES.inc(len(events))
             AUTOSAVE_SAVES_COALESCED.inc(sum(max(0, s.version - s.persisted_version - 1) for s in snaps))
             marks = await self.store.mark_persisted(
-                snaps, self.jobs, announcements=self.events.announcements(events), flushed_at=_now_iso()
+                snaps, self.jobs, announcements=self.events.announcements(events), flushed_at=_now_iso(),
+                release=(self._token, lease),
             )
             # Pending flush jobs of drafts this batch already wrote were completed in Redis.
             JOBS_PROCESSED.labels(AUTOSAVE, "done").inc(marks.count(2))
@@ -292,7 +299,7 @@ class FlushBatcher(LoopService):
                 rows_written=len(events),
                 latency_ms=round(elapsed * 1000, 2),
             )
-        return len(events)
+        return True
 
 
 async def _quietly(awaitable: Any) -> None:

@@ -81,7 +81,8 @@ return {1, version, enqueued}
 # Per draft: 0 (newer save waiting), 1 (clean) or 2 (clean, pending job completed).
 # KEYS: dirty, incomplete, queued, completed index, last-flush hash.
 # ARGV: now (s), now (ms), draft cache ttl, job ttl, flushed-at, n drafts, n announcements,
-#       then n x (draft id, owner, version, job id), then m x (channel, message).
+#       then n x (draft id, owner, version, job id), then m x (channel, message), then the lease
+#       token and the drafts whose leases the batch gives back (as _RELEASE: one round trip less).
 _MARK_PERSISTED = """
 local n, m = tonumber(ARGV[6]), tonumber(ARGV[7])
 local codes = {}
@@ -123,6 +124,11 @@ for j = 0, m - 1 do
     redis.call('PUBLISH', ARGV[base + 2*j], ARGV[base + 2*j + 1])
 end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[5], 'at', ARGV[5], 'ok', '1') end
+local r = base + 2 * m
+for k = r + 1, #ARGV do
+    local key = 'dw:autosave:flushing:' .. ARGV[k]
+    if redis.call('GET', key) == ARGV[r] then redis.call('DEL', key) end
+end
 return codes
 """
 
@@ -140,9 +146,10 @@ local function take(id)
     end
     return false
 end
+local clean = {}
 for i = 6, #ARGV do
     requested[ARGV[i]] = true
-    take(ARGV[i])
+    if redis.call('ZSCORE', KEYS[1], ARGV[i]) then take(ARGV[i]) else table.insert(clean, ARGV[i]) end
 end
 local room = tonumber(ARGV[4]) - #out / 2
 if room > 0 then
@@ -151,7 +158,7 @@ if room > 0 then
         if not requested[id] and take(id) then room = room - 1 end
     end
 end
-return out
+return {out, clean}
 """
 
 _RELEASE = """
@@ -184,6 +191,15 @@ class FlushJobKeys:
     ttl: int
     job_id: Callable[[str, str], str]
     """(owner, draft id) -> the SAQ job id of that draft's flush."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What :meth:`DraftStore.claim` got: the leased drafts' snapshots (None: vanished), and the
+    requested drafts that were clean (nothing to write, no lease taken)."""
+
+    leased: dict[str, Snapshot | None]
+    clean: frozenset[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,10 +329,12 @@ class DraftStore:
         *,
         announcements: Sequence[tuple[str, str | bytes]] = (),
         flushed_at: str | None = None,
+        release: tuple[str, Sequence[str]] = ("", ()),
     ) -> list[int]:
         """After a commit, in one script call: record each written version (0 if a newer save is
         waiting, 1 if clean, 2 if clean and its pending flush job was completed here), publish the
-        events' announcements and stamp the last flush."""
+        events' announcements, stamp the last flush and give back ``release``'s leases (token,
+        draft ids) as :meth:`release` does."""
         now = time.time()
         args: list[Any] = [now, int(now * 1000), PERSISTED_CACHE_TTL_S, jobs.ttl, flushed_at or "",
                            len(written), len(announcements)]
@@ -324,6 +342,7 @@ class DraftStore:
             args += [snap.draft_id, snap.owner, snap.version, jobs.job_id(snap.owner, snap.draft_id)]
         for channel, message in announcements:
             args += [channel, message]
+        args += [release[0], *release[1]]
         codes = await self._mark(
             keys=[DIRTY, jobs.incomplete_key, jobs.queued_key, jobs.completed_key, LAST_FLUSH], args=args
         )
@@ -344,10 +363,11 @@ class DraftStore:
 
     async def claim(
         self, requested: list[str], *, token: str, lease_ms: int, due_before_ms: int, capacity: int
-    ) -> dict[str, Snapshot | None]:
-        """Lease ``requested`` drafts (those no other worker holds) and up to ``capacity`` in all
-        with other due drafts; return each leased draft's snapshot (None if it vanished)."""
-        raw = await self._claim(
+    ) -> Claim:
+        """Lease the dirty ``requested`` drafts (those no other worker holds) and up to ``capacity``
+        in all with other due drafts, with their snapshots; a requested draft that is clean is
+        not leased (a batch already wrote it: its job has nothing left to do)."""
+        raw, clean = await self._claim(
             keys=[DIRTY],
             args=[token, lease_ms, due_before_ms, capacity, capacity * 4, *requested],
         )
@@ -356,7 +376,7 @@ class DraftStore:
             draft_id = raw[i].decode()
             fields = raw[i + 1]
             claimed[draft_id] = Snapshot.from_hash(draft_id, dict(zip(fields[::2], fields[1::2], strict=True)))
-        return claimed
+        return Claim(claimed, frozenset(d.decode() for d in clean))
 
     async def release(self, draft_ids: list[str], token: str) -> None:
         """Give back this worker's leases (one script call)."""

@@ -58,8 +58,10 @@ class Database:
             f"SET ROLE {APP_ROLE}; SET statement_timeout = {self._timeout_ms};"
             " SET application_name = 'draftwire'"
         )
-        for query, sample in self._prepared:
-            await conn.execute(query, sample, prepare=True)
+        if self._prepared:
+            async with conn.pipeline():  # every registered query prepared in one more round trip
+                for query, sample in self._prepared:
+                    await conn.execute(query, sample, prepare=True)
 
     async def open(self, wait: bool = False) -> None:
         """Open the pool; with ``wait`` block until ``min_size`` connections exist."""

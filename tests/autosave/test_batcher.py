@@ -70,21 +70,21 @@ async def test_a_flush_waits_for_its_own_processs_batch_then_writes_the_newer_ve
     polled: list[list[str]] = []
     real_poll = batcher._await_leases
 
-    async def held_write(claimed: list[Any], carrier: dict[str, str]) -> int:
+    async def held_write(claimed: list[Any], carrier: dict[str, str], **kwargs: Any) -> bool:
         if not entered.is_set():
             entered.set()
             await gate.wait()  # batch A stays inside its write until the test lets it go
-        return await real_write(claimed, carrier)
+        return await real_write(claimed, carrier, **kwargs)
 
     async def observed_poll(ids: list[str], timeout: float = 20.0) -> None:
         polled.append(ids)
         await real_poll(ids, timeout)
 
-    claims: list[dict[str, Any]] = []
+    claims: list[Any] = []
     b_was_refused = asyncio.Event()
     real_claim = batcher.store.claim
 
-    async def observed_claim(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    async def observed_claim(*args: Any, **kwargs: Any) -> Any:
         got = await real_claim(*args, **kwargs)
         claims.append(got)
         if len(claims) == 2:  # B's first claim: the draft is A's
@@ -104,7 +104,7 @@ async def test_a_flush_waits_for_its_own_processs_batch_then_writes_the_newer_ve
         assert second.version == 2
         flush_b = asyncio.create_task(batcher.flush(first.draft_id))
         await asyncio.wait_for(b_was_refused.wait(), WAIT_S)
-        assert first.draft_id not in claims[1], "B got the lease A holds"
+        assert first.draft_id not in claims[1].leased, "B got the lease A holds"
         await asyncio.sleep(0)  # let B reach its wait
         assert not flush_b.done(), "B finished while A still held the draft"
 
@@ -137,14 +137,14 @@ async def test_a_batch_never_waits_while_it_holds_leases(
     wrote = [asyncio.Event(), asyncio.Event()]
     real_write = batcher._write
 
-    async def held_write(claimed: list[Any], carrier: dict[str, str]) -> int:
+    async def held_write(claimed: list[Any], carrier: dict[str, str], **kwargs: Any) -> bool:
         index = len(writes)
         writes.append({s.draft_id for s in claimed})
         if index < len(wrote):
             wrote[index].set()
         if index == 0:
             await gate.wait()  # batch A (x, and y by fill) stays inside its write
-        return await real_write(claimed, carrier)
+        return await real_write(claimed, carrier, **kwargs)
 
     batcher._write = held_write  # type: ignore[method-assign]
     batcher.start()
@@ -171,3 +171,34 @@ async def test_a_batch_never_waits_while_it_holds_leases(
     for draft in (x, y, w):
         assert (await _row_version(owner_conn, draft.draft_id))[0] == 1
         assert not await drafts.store.redis.exists(f"dw:autosave:flushing:{draft.draft_id}")
+
+
+async def test_a_job_whose_draft_is_already_written_takes_no_lease(
+    platform: Platform, drafts: AutosaveService, owner_conn: psycopg.AsyncConnection[Any], user_id: str
+) -> None:
+    """A flush job whose draft another batch already wrote (it filled itself with the due draft
+    while this job was running) finds the draft clean: no lease, no write, one round trip."""
+    batcher = FlushBatcher(db=platform.db, store=drafts.store, events=platform.events,
+                           batch_size=25, flush_delay=0.0, queue=platform.queues[AUTOSAVE])
+    saved = await drafts.save(user_id, _request(None, "v1", None))
+    claims: list[Any] = []
+    real_claim = batcher.store.claim
+
+    async def observed_claim(*args: Any, **kwargs: Any) -> Any:
+        claims.append(await real_claim(*args, **kwargs))
+        return claims[-1]
+
+    batcher.store.claim = observed_claim  # type: ignore[method-assign]
+    batcher.start()
+    try:
+        await asyncio.wait_for(batcher.flush(saved.draft_id), WAIT_S)  # writes v1
+        await asyncio.wait_for(batcher.flush(saved.draft_id), WAIT_S)  # the late job: nothing to do
+        assert claims[1].leased == {} and claims[1].clean == {saved.draft_id}
+        newer = await drafts.save(user_id, _request(saved.draft_id, "v2", 1))
+        await asyncio.wait_for(batcher.flush(saved.draft_id), WAIT_S)  # dirty again: leased, written
+        assert set(claims[2].leased) == {saved.draft_id} and not claims[2].clean
+    finally:
+        await batcher.stop()
+    assert newer.version == 2
+    assert await _row_version(owner_conn, saved.draft_id) == (2, 2)  # each version written once
+    assert not await drafts.store.leased([saved.draft_id])
