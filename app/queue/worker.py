@@ -123,6 +123,9 @@ class DraftwireWorker(Worker[Any]):
         self._cron_slots: dict[str, int] = {}
 
     async def schedule(self, lock: int = 1) -> None:
+        """SAQ's schedule step. Its ``lock`` (whole seconds) is not used: one worker moves due
+        jobs per :data:`SCHEDULE_LOCK_S`, and this step sleeps itself (``timers["schedule"]`` is
+        0 for SAQ, ``schedule_tick`` here)."""
         now = time.monotonic()
         if self.cron_jobs and now - self._cron_declared_at >= 1.0:
             self._cron_declared_at = now
