@@ -182,20 +182,22 @@ class FlushBatcher(LoopService):
         )
         claimed = got.leased
         waiting = [d for d in ids if d not in claimed and d not in got.clean]
+        _resolve(requests, got.clean)  # nothing owed: free their worker slots before any write
         await self._write_leased(claimed, carrier)
-        for request in requests:  # their jobs are done: free their worker slots now
-            if (request.draft_id in claimed or request.draft_id in got.clean) and not request.future.done():
-                request.future.set_result(None)
-        if waiting:
-            # Another batch is writing those drafts: wait for it, then write what is left. Only
-            # now, holding no lease: two batches that each held a draft the other waited for
-            # (a fill takes any due draft) waited on each other until LEASE_WAIT_S ran out,
-            # and every flush of the worker stalled behind them (seen at 300 saves/s).
+        _resolve(requests, claimed)
+        # Other batches hold the rest: wait for them holding no lease (two batches that waited on
+        # each other's drafts stalled every flush for LEASE_WAIT_S, seen at 300 saves/s), then
+        # write what is left; a draft leased again meanwhile (a newer save) is waited for again.
+        deadline = time.monotonic() + LEASE_WAIT_S
+        while waiting:
+            if time.monotonic() > deadline:
+                raise TimeoutError("other batches kept the flush lease too long")
             await self._await_holders(waiting)
             more = await self.store.claim(
                 waiting, token=self._token, lease_ms=LEASE_MS, due_before_ms=0, capacity=len(waiting)
             )
             await self._write_leased(more.leased, carrier)
+            waiting = [d for d in waiting if d not in more.leased and d not in more.clean]
 
     async def _write_leased(self, claimed: dict[str, Snapshot | None], carrier: dict[str, str]) -> None:
         """Write the drafts this batch holds the lease of, then release them."""
@@ -300,6 +302,13 @@ class FlushBatcher(LoopService):
                 latency_ms=round(elapsed * 1000, 2),
             )
         return True
+
+
+def _resolve(requests: list[_Request], done: Any) -> None:
+    """Finish the jobs of ``requests`` whose draft is in ``done`` (their worker slots are free)."""
+    for request in requests:
+        if request.draft_id in done and not request.future.done():
+            request.future.set_result(None)
 
 
 async def _quietly(awaitable: Any) -> None:

@@ -74,6 +74,17 @@ return {1, version, enqueued}
 """
 )
 
+_RELEASE_LEASES = """
+local function release_leases(token, from)
+    for k = from, #ARGV do
+        local key = 'dw:autosave:flushing:' .. ARGV[k]
+        if redis.call('GET', key) == token then redis.call('DEL', key) end
+    end
+end
+"""
+"""Give back the flush leases ``ARGV[from..]`` that ``token`` holds (a lease another batch took
+after ours expired stays): shared by _MARK_PERSISTED and _RELEASE."""
+
 # After a commit, for every written draft in one call: record the written version. When nothing
 # newer is waiting the draft is clean, and a flush job still pending for it (scheduled or queued,
 # not running) has nothing left to do: complete it here, so a batch that wrote 25 drafts does not
@@ -82,8 +93,8 @@ return {1, version, enqueued}
 # KEYS: dirty, incomplete, queued, completed index, last-flush hash.
 # ARGV: now (s), now (ms), draft cache ttl, job ttl, flushed-at, n drafts, n announcements,
 #       then n x (draft id, owner, version, job id), then m x (channel, message), then the lease
-#       token and the drafts whose leases the batch gives back (as _RELEASE: one round trip less).
-_MARK_PERSISTED = """
+#       token and the drafts whose leases the batch gives back (saves a _RELEASE call after it).
+_MARK_PERSISTED = _RELEASE_LEASES + """
 local n, m = tonumber(ARGV[6]), tonumber(ARGV[7])
 local codes = {}
 for i = 0, n - 1 do
@@ -124,11 +135,7 @@ for j = 0, m - 1 do
     redis.call('PUBLISH', ARGV[base + 2*j], ARGV[base + 2*j + 1])
 end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[5], 'at', ARGV[5], 'ok', '1') end
-local r = base + 2 * m
-for k = r + 1, #ARGV do
-    local key = 'dw:autosave:flushing:' .. ARGV[k]
-    if redis.call('GET', key) == ARGV[r] then redis.call('DEL', key) end
-end
+release_leases(ARGV[base + 2 * m], base + 2 * m + 1)
 return codes
 """
 
@@ -161,11 +168,8 @@ end
 return {out, clean}
 """
 
-_RELEASE = """
-for i = 2, #ARGV do
-    local key = 'dw:autosave:flushing:' .. ARGV[i]
-    if redis.call('GET', key) == ARGV[1] then redis.call('DEL', key) end
-end
+_RELEASE = _RELEASE_LEASES + """
+release_leases(ARGV[1], 2)
 return 0
 """
 

@@ -188,7 +188,15 @@ async def test_a_job_whose_draft_is_already_written_takes_no_lease(
         claims.append(await real_claim(*args, **kwargs))
         return claims[-1]
 
+    releases: list[Any] = []
+    real_release = batcher.store.release
+
+    async def observed_release(*args: Any) -> None:
+        releases.append(args)
+        await real_release(*args)
+
     batcher.store.claim = observed_claim  # type: ignore[method-assign]
+    batcher.store.release = observed_release  # type: ignore[method-assign]
     batcher.start()
     try:
         await asyncio.wait_for(batcher.flush(saved.draft_id), WAIT_S)  # writes v1
@@ -202,3 +210,48 @@ async def test_a_job_whose_draft_is_already_written_takes_no_lease(
     assert newer.version == 2
     assert await _row_version(owner_conn, saved.draft_id) == (2, 2)  # each version written once
     assert not await drafts.store.leased([saved.draft_id])
+    assert releases == [], "leases were given back in a call of their own, not with the write's bookkeeping"
+
+
+async def test_a_flush_waits_again_when_its_draft_is_leased_again(
+    platform: Platform, drafts: AutosaveService, owner_conn: psycopg.AsyncConnection[Any], user_id: str
+) -> None:
+    """A job whose draft another worker holds waits for it, then claims again; if a third batch
+    took the still-dirty draft in between (a newer save kept it dirty), the job waits again
+    instead of returning with its draft unwritten."""
+    batcher = FlushBatcher(db=platform.db, store=drafts.store, events=platform.events,
+                           batch_size=25, flush_delay=0.0, queue=platform.queues[AUTOSAVE])
+    saved = await drafts.save(user_id, _request(None, "v1", None))
+    lease = f"dw:autosave:flushing:{saved.draft_id}"
+    redis = drafts.store.redis
+    await redis.set(lease, "worker-a", px=60_000)  # another worker's batch holds the draft
+    claims: list[Any] = []
+    polls: list[asyncio.Event] = [asyncio.Event(), asyncio.Event()]
+    real_claim, real_poll = batcher.store.claim, batcher._await_leases
+
+    async def observed_claim(*args: Any, **kwargs: Any) -> Any:
+        if len(claims) == 1:  # A let go; before this job claims again, worker B takes the draft
+            await redis.set(lease, "worker-b", px=60_000)
+        claims.append(await real_claim(*args, **kwargs))
+        return claims[-1]
+
+    async def observed_poll(ids: list[str], timeout: float = 20.0) -> None:
+        polls[min(len([p for p in polls if p.is_set()]), 1)].set()
+        await real_poll(ids, timeout)
+
+    batcher.store.claim = observed_claim  # type: ignore[method-assign]
+    batcher._await_leases = observed_poll  # type: ignore[method-assign]
+    batcher.start()
+    try:
+        flush = asyncio.create_task(batcher.flush(saved.draft_id))
+        await asyncio.wait_for(polls[0].wait(), WAIT_S)
+        await redis.delete(lease)  # A is done (the draft stays dirty: a newer save arrived)
+        second_wait = asyncio.create_task(polls[1].wait())
+        done, _ = await asyncio.wait({flush, second_wait}, timeout=WAIT_S, return_when=asyncio.FIRST_COMPLETED)
+        assert second_wait in done and not flush.done(), "the job returned while B still held its unwritten draft"
+        assert claims[1].leased == {} and not claims[1].clean
+        await redis.delete(lease)  # B is done
+        await asyncio.wait_for(flush, WAIT_S)
+    finally:
+        await batcher.stop()
+    assert await _row_version(owner_conn, saved.draft_id) == (1, 1)
