@@ -98,9 +98,14 @@ def database_unavailable() -> ApiError:
     return unavailable("database_unavailable", "The database is not answering right now; retry shortly.")
 
 
+def dependency_down(route: str | None, exc: Exception) -> ApiError:
+    """The 503 for a dependency that is down, logged (route template, error type) for on-call."""
+    log.warning("database_unavailable", route=route, error=type(exc).__name__)
+    return database_unavailable()
+
+
 def dependency_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    log.warning("database_unavailable", route=request.scope.get("path_template"), error=type(exc).__name__)
-    return api_error_handler(request, database_unavailable())
+    return api_error_handler(request, dependency_down(request.scope.get("path_template"), exc))
 
 
 INTERNAL_ERROR_DETAIL = "Something failed on our side; retry shortly and report it if it persists."

@@ -4,7 +4,8 @@ turn failures into the same answers Litestar's exception handlers give.
 A fast path is served in front of Litestar's router, inside the edge layer (span, metrics,
 timeout, access log, ``ApiError`` rendered as the contract's JSON error body) and the security
 headers. Its handler raises :class:`ApiError` for 4xx; :func:`raw_route` maps a dependency that
-is down to 503 and anything else to a logged 500, as ``app.errors`` does for Litestar's routes."""
+is down to a logged 503 and anything else to a logged 500, as ``app.errors`` does for Litestar's
+routes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 import msgspec
 from litestar.types import Receive, Scope, Send
 
-from app.errors import DEPENDENCY_DOWN, INTERNAL_ERROR_DETAIL, ApiError, database_unavailable, error_body
+from app.errors import DEPENDENCY_DOWN, INTERNAL_ERROR_DETAIL, ApiError, dependency_down, error_body
 from observability.logging import get_logger
 
 log = get_logger("app.http")
@@ -38,8 +39,7 @@ def raw_route(route: str, serve: Callable[[Scope, Receive], Awaitable[Answer]]) 
         except ApiError:
             raise
         except DEPENDENCY_DOWN as exc:
-            log.warning("database_unavailable", route=route, error=type(exc).__name__)  # as app.errors does
-            raise database_unavailable() from None
+            raise dependency_down(route, exc) from None
         except Exception as exc:
             log.error("unhandled_error", route=route, error=type(exc).__name__, exc_info=exc)
             await respond(send, 500, _INTERNAL)
