@@ -5,7 +5,6 @@ re-run quickly, and ``job_duration_seconds`` / ``job_wait_seconds``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -43,6 +42,8 @@ SWEEP_EVERY_S = 5
 """How often stalled jobs are looked for (SAQ's default is 60 s)."""
 HEARTBEAT_S = 6
 """A running job's heartbeat lease; it is touched every third of this."""
+HEARTBEAT_STOP_S = 2.0
+"""How long a finished job waits for its heartbeat task to end (it only touches the job)."""
 CRON_SLOT_KEEP_S = 86400
 """How long a cron slot's claim is remembered after the slot's time."""
 
@@ -68,7 +69,8 @@ def traced(queue_name: str, name: str, fn: Handler, *, timeout: float | None = N
             parent, links = tracing.extract(carrier), []
         else:  # a retry is its own trace, linked to the one that enqueued it
             parent, links = otel_context.Context(), tracing.link_from(carrier)
-        heartbeat = asyncio.create_task(_heartbeat(job)) if job.heartbeat else None
+        stop = asyncio.Event()
+        heartbeat = asyncio.create_task(_heartbeat(job, stop)) if job.heartbeat else None
         start = time.perf_counter()
         try:
             with tracer.start_as_current_span(
@@ -91,19 +93,28 @@ def traced(queue_name: str, name: str, fn: Handler, *, timeout: float | None = N
             raise
         finally:
             if heartbeat:
+                # Bounded: an unbounded wait here would turn a heartbeat that does not end (a
+                # cancelled Redis call that never returns) into a job timeout after its work was
+                # done, as two CI rehearsals saw (tests/queue/test_recovery.py). The flag ends its
+                # loop even if the cancellation was lost.
+                stop.set()
                 heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
+                _, stuck = await asyncio.wait({heartbeat}, timeout=HEARTBEAT_STOP_S)
+                if stuck:
+                    log.warning("job_heartbeat_stuck", job_id=job.key, queue=queue_name)
             observe(JOB_DURATION.labels(queue_name), time.perf_counter() - start)
 
     run.__qualname__ = name
     return run
 
 
-async def _heartbeat(job: Job) -> None:
-    """Touch the job every third of its lease so the sweep only takes jobs whose worker died."""
-    while True:
+async def _heartbeat(job: Job, stop: asyncio.Event) -> None:
+    """Touch the job every third of its lease so the sweep only takes jobs whose worker died;
+    until ``stop`` is set."""
+    while not stop.is_set():
         await asyncio.sleep(job.heartbeat / 3)
+        if stop.is_set():
+            return
         try:
             await job.update()
         except Exception:
