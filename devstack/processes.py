@@ -8,7 +8,6 @@ started once ``/healthz`` answers 200.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -76,18 +75,11 @@ class ServiceProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def send_signal(self, sig: int = signal.SIGTERM) -> None:
-        """Send ``sig`` to the process group without waiting (``stop`` then waits): stopping many
-        processes at once takes as long as the slowest, not the sum."""
-        if self.proc is not None and self.proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, sig)
-
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 35) -> int | None:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
-            self.send_signal(sig)
+            os.killpg(self.proc.pid, sig)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:

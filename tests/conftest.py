@@ -136,8 +136,6 @@ def spawn(workdir: Path, base_env: dict[str, str]) -> Iterator[Callable[..., Ser
         return proc.start()
 
     yield make
-    for proc in started:
-        proc.send_signal()
     for proc in reversed(started):
         proc.stop()
 
