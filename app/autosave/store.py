@@ -333,7 +333,7 @@ class DraftStore:
         *,
         announcements: Sequence[tuple[str, str | bytes]] = (),
         flushed_at: str | None = None,
-        release: tuple[str, Sequence[str]] = ("", ()),
+        release: tuple[str, Sequence[str]],
     ) -> list[int]:
         """After a commit, in one script call: record each written version (0 if a newer save is
         waiting, 1 if clean, 2 if clean and its pending flush job was completed here), publish the
