@@ -11,7 +11,8 @@ from litestar.di import NamedDependency
 from litestar.params import Parameter
 
 from app.auth.bound import ForUser
-from app.autosave.service import CURSOR_PATTERN, UUID_PATTERN, AutosaveService, parse_save
+from app.autosave.cursor import CURSOR_PATTERN
+from app.autosave.service import UUID_PATTERN, AutosaveService, parse_save
 from app.errors import ApiError, not_found
 from app.http.openapi import documents
 

@@ -11,13 +11,14 @@ import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 from redis.exceptions import RedisError
 from saq.job import Job, Status
 
+from app.autosave.cursor import decode_cursor, encode_cursor
 from app.autosave.store import CONFLICT, NEEDS_SEED, NOT_OWNER, RATE_LIMITED, DraftStore, FlushJob, Snapshot
 from app.config import Settings
 from app.db import Database
@@ -247,11 +248,16 @@ class AutosaveService:
         )
         return FlushJob(job.id, job.abort_id, self.queue.namespace("incomplete"), self.queue.serialize(job), due)
 
+    async def _postgres_owner(self, draft_id: str) -> dict[str, Any] | None:
+        """Owner and version of a written draft in one round trip (``draft_owner`` sees past RLS);
+        every first save of a draft Redis does not hold waits on it."""
+        async with self.db.autocommit("drafts.owner") as conn:
+            cur = await conn.execute("SELECT owner_user_id, version FROM draft_owner(%s)", (draft_id,), prepare=True)
+            return await cur.fetchone()
+
     async def _seed_from_postgres(self, user_id: str, draft_id: str) -> int:
         """The version Postgres holds for a draft Redis has forgotten (0 when new)."""
-        async with self.db.user_tx(user_id, "drafts.owner") as conn:
-            cur = await conn.execute("SELECT owner_user_id, version FROM draft_owner(%s)", (draft_id,))
-            row = await cur.fetchone()
+        row = await self._postgres_owner(draft_id)
         if row is None:
             return 0
         if row["owner_user_id"] != user_id:
@@ -293,9 +299,7 @@ class AutosaveService:
         owner = await self.store.owner(draft_id)
         if owner is not None:
             return owner
-        async with self.db.tx("drafts.owner") as conn:
-            cur = await conn.execute("SELECT owner_user_id FROM draft_owner(%s)", (draft_id,))
-            row = await cur.fetchone()
+        row = await self._postgres_owner(draft_id)
         return row["owner_user_id"] if row else None
 
     async def flush_job_owner(self, job_id: str) -> str | None:
@@ -326,7 +330,7 @@ class AutosaveService:
 
     async def list(self, user_id: str, limit: int, cursor: str | None) -> dict[str, Any]:
         """Own drafts, newest first: unwritten ones from Redis on the first page, then Postgres."""
-        after = _decode_cursor(cursor) if cursor else None
+        after = decode_cursor(cursor) if cursor else None
         dirty_ids = await self.store.user_dirty(user_id, 1000)
         items: list[dict[str, Any]] = []
         if after is None and dirty_ids:
@@ -354,9 +358,9 @@ class AutosaveService:
             {"draftId": r["id"], "title": r["title"], "version": r["version"], "updatedAt": _iso(r["updated_at"])}
             for r in page
         ]
-        next_cursor = _encode_cursor(page[-1]["updated_at"], page[-1]["id"]) if more and page else None
+        next_cursor = encode_cursor(page[-1]["updated_at"], page[-1]["id"]) if more and page else None
         if more and not page:  # the first page was all unwritten drafts: continue from the top of Postgres
-            next_cursor = _encode_cursor(datetime.max.replace(tzinfo=UTC), "ffffffff-ffff-ffff-ffff-ffffffffffff")
+            next_cursor = encode_cursor(datetime.max.replace(tzinfo=UTC), "ffffffff-ffff-ffff-ffff-ffffffffffff")
         return {"items": items, "nextCursor": next_cursor}
 
 
@@ -378,23 +382,3 @@ def _iso(ts: datetime) -> str:
 
 def _iso_ms(ms: int) -> str:
     return _iso(datetime.fromtimestamp(ms / 1000, tz=UTC))
-
-
-CURSOR_PATTERN = r"^[0-9]{1,18}\.[0-9a-f]{32}$"
-"""A page cursor: microseconds since the epoch and a draft id (hex), the keyset position after
-which the next page starts. Every string of this shape is a valid position (so the OpenAPI
-document can say exactly what is accepted); later than year 9999 counts as the newest."""
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MAX_MICROS = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // timedelta(microseconds=1)
-
-
-def _encode_cursor(updated_at: datetime, draft_id: str) -> str:
-    micros = (updated_at.astimezone(UTC) - _EPOCH) // timedelta(microseconds=1)
-    return f"{micros}.{uuid.UUID(draft_id).hex}"
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    if not re.fullmatch(CURSOR_PATTERN, cursor):
-        raise ApiError(400, "invalid_cursor", "cursor is not one this API returned; start again without it.")
-    micros, draft_hex = cursor.split(".")
-    return _EPOCH + timedelta(microseconds=min(int(micros), _MAX_MICROS)), str(uuid.UUID(draft_hex))
