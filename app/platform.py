@@ -44,9 +44,11 @@ class Platform:
     """Lua scripts loaded at start-up (features add theirs)."""
 
     @classmethod
-    def create(cls, settings: Settings, *, pool_max: int = 10) -> Platform:
+    def create(cls, settings: Settings, *, pool_max: int = 10, pool_min: int = 2) -> Platform:
         redis = redis_client(settings.redis_url)
-        db = Database(url=settings.database_url, statement_timeout=settings.db_query_timeout, max_size=pool_max)
+        db = Database(
+            url=settings.database_url, statement_timeout=settings.db_query_timeout, min_size=pool_min, max_size=pool_max
+        )
         limiter = RateLimiter(redis)
         return cls(
             settings=settings,
@@ -65,13 +67,17 @@ class Platform:
         await self.warm_up()
 
     async def warm_up(self) -> None:
-        """Open Redis connections and load the Lua scripts before the first request, so the first
-        burst after a start or deploy does not pay for connection set-up and NOSCRIPT retries
-        (it was the slowest 0.1 s of every load test). Best effort and bounded: a Redis that is
-        down at start-up is the probes' business, not a reason to stay down."""
+        """Open Redis connections, load the Lua scripts and fill the Postgres pool to its minimum
+        before the first request, so the first burst after a start or deploy does not pay for
+        connection set-up and NOSCRIPT retries (it was the slowest 0.1 s of every load test).
+        Best effort and bounded: a Redis or Postgres that is down at start-up is the probes'
+        business, not a reason to stay down."""
         try:
             async with asyncio.timeout(WARM_UP_TIMEOUT_S):
-                await asyncio.gather(*(self.redis.ping() for _ in range(WARM_REDIS_CONNECTIONS)))
+                await asyncio.gather(
+                    self.db.pool.wait(WARM_UP_TIMEOUT_S),
+                    *(self.redis.ping() for _ in range(WARM_REDIS_CONNECTIONS)),
+                )
                 for script in self.scripts:
                     await self.redis.script_load(script.script)
         except Exception as exc:
