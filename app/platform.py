@@ -21,7 +21,7 @@ from app.events import ChannelOwners, EventPublisher
 from app.queue.names import QUEUES
 from app.queue.redis_queue import DraftwireQueue
 from app.ratelimit import RateLimiter
-from app.redisconn import redis_client
+from app.redisconn import Pipelined, redis_client
 from observability.logging import get_logger
 
 log = get_logger("app.platform")
@@ -39,6 +39,8 @@ class Platform:
     queues: dict[str, DraftwireQueue]
     events: EventPublisher
     limiter: RateLimiter
+    pipelined: Pipelined
+    """The connection the per-request Redis calls share (the autosave and rate-limit scripts)."""
     owners: ChannelOwners = field(default_factory=ChannelOwners)
     scripts: list[AsyncScript] = field(default_factory=list)
     """Lua scripts loaded at start-up (features add theirs)."""
@@ -49,7 +51,8 @@ class Platform:
         db = Database(
             url=settings.database_url, statement_timeout=settings.db_query_timeout, min_size=pool_min, max_size=pool_max
         )
-        limiter = RateLimiter(redis)
+        pipelined = Pipelined(settings.redis_url)
+        limiter = RateLimiter(redis, pipelined)
         return cls(
             settings=settings,
             redis=redis,
@@ -57,6 +60,7 @@ class Platform:
             queues={name: DraftwireQueue(redis, name=name) for name in QUEUES},
             events=EventPublisher(db, redis),
             limiter=limiter,
+            pipelined=pipelined,
             scripts=list(limiter.scripts),
         )
 
@@ -76,6 +80,7 @@ class Platform:
             async with asyncio.timeout(WARM_UP_TIMEOUT_S):
                 await asyncio.gather(
                     self.db.pool.wait(WARM_UP_TIMEOUT_S),
+                    self.pipelined.call("PING"),
                     *(self.redis.ping() for _ in range(WARM_REDIS_CONNECTIONS)),
                 )
                 for script in self.scripts:
@@ -86,6 +91,8 @@ class Platform:
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             await self.db.close()
+        with contextlib.suppress(Exception):
+            await self.pipelined.close()
         with contextlib.suppress(Exception):
             await self.redis.aclose()
             await self.redis.connection_pool.disconnect()

@@ -17,6 +17,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from app.errors import ApiError
+from app.redisconn import Pipelined, Script
 from observability.logging import get_logger
 from observability.metrics import RATE_LIMIT_EVENTS
 
@@ -90,8 +91,11 @@ def refused(limit: Limit, retry_ms: int, endpoint: str) -> ApiError:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, pipelined: Pipelined | None = None) -> None:
         self._script = redis.register_script(_CHECK)
+        self._pipelined = pipelined
+        """Where checks run when given: most requests make this call."""
+        self._check = Script("ratelimit.check", _CHECK)
 
     @property
     def scripts(self) -> list[AsyncScript]:
@@ -100,9 +104,11 @@ class RateLimiter:
     async def check(self, limit: Limit, client: str, endpoint: str) -> None:
         """Count one request of ``client``; raise a 429 ApiError when over the limit."""
         try:
-            allowed, retry_ms = await self._script(
-                keys=[limit.key(client)], args=[limit.window_ms, limit.requests, member()]
-            )
+            keys, args = [limit.key(client)], [limit.window_ms, limit.requests, member()]
+            if self._pipelined is not None:
+                allowed, retry_ms = await self._pipelined.run(self._check, keys, args)
+            else:
+                allowed, retry_ms = await self._script(keys=keys, args=args)
         except RedisError as exc:
             # Fail open: without Redis the limit cannot be shared, and refusing every request
             # would turn a Redis outage into a full API outage. Writes that need Redis fail on

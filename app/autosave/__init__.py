@@ -20,7 +20,7 @@ from app.queue.worker import job_defaults
 def service(platform: Platform) -> AutosaveService:
     """The API side, registered once per process: its Lua scripts join the warm-up, its drafts
     and flush jobs answer who owns their channels."""
-    store = DraftStore(platform.redis)
+    store = DraftStore(platform.redis, platform.pipelined)
     platform.scripts.extend(store.scripts)
     autosave = AutosaveService(settings=platform.settings, store=store, db=platform.db, queue=platform.queues[AUTOSAVE])
     platform.owners.register("draft:", autosave.owner_of)

@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from app.ratelimit import SLIDING_WINDOW_LUA, Limit, member
+from app.redisconn import Pipelined, Script
 
 DRAFT_PREFIX = "dw:draft:"
 DIRTY = "dw:autosave:dirty"
@@ -242,8 +243,11 @@ class Snapshot:
 class DraftStore:
     """All autosave reads and writes against Redis."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, pipelined: Pipelined | None = None) -> None:
         self.redis = redis
+        self._pipelined = pipelined
+        """Where ``save`` runs when given: every autosave request makes that one call."""
+        self._save_script = Script("autosave.save", _SAVE)
         self._save = redis.register_script(_SAVE)
         self._mark = redis.register_script(_MARK_PERSISTED)
         self._release = redis.register_script(_RELEASE)
@@ -271,32 +275,27 @@ class DraftStore:
         """Store a new version and enqueue its flush, atomically. Returns ``(status, value,
         enqueued)``: status 1 with the new version; NEEDS_SEED when Redis does not know the
         draft; NOT_OWNER; CONFLICT with the latest version; RATE_LIMITED with ms to wait."""
-        result = await self._save(
-            keys=[
-                DRAFT_PREFIX + draft_id,
-                DIRTY,
-                USER_DIRTY_PREFIX + owner,
-                limit.key(owner),
-                flush.incomplete_key,
-                flush.job_id,
-                flush.abort_id,
-            ],
-            args=[
-                owner,
-                title,
-                payload,
-                "" if base_version is None else base_version,
-                now_ms,
-                "" if seed_version is None else seed_version,
-                draft_id,
-                created_at_ms or now_ms,
-                limit.window_ms,
-                limit.requests,
-                member(),
-                flush.payload,
-                flush.scheduled,
-            ],
-        )
+        keys = [DRAFT_PREFIX + draft_id, DIRTY, USER_DIRTY_PREFIX + owner, limit.key(owner),
+                flush.incomplete_key, flush.job_id, flush.abort_id]
+        args: list[Any] = [
+            owner,
+            title,
+            payload,
+            "" if base_version is None else base_version,
+            now_ms,
+            "" if seed_version is None else seed_version,
+            draft_id,
+            created_at_ms or now_ms,
+            limit.window_ms,
+            limit.requests,
+            member(),
+            flush.payload,
+            flush.scheduled,
+        ]
+        if self._pipelined is not None:
+            result = await self._pipelined.run(self._save_script, keys, args)
+        else:
+            result = await self._save(keys=keys, args=args)
         return int(result[0]), int(result[1]), bool(result[2])
 
     async def get(self, draft_id: str) -> Snapshot | None:
