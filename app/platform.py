@@ -58,7 +58,7 @@ class Platform:
             redis=redis,
             db=db,
             queues={name: DraftwireQueue(redis, name=name) for name in QUEUES},
-            events=EventPublisher(db, redis),
+            events=EventPublisher(db, redis, pipelined),
             limiter=limiter,
             pipelined=pipelined,
             scripts=list(limiter.scripts),

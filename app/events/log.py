@@ -17,6 +17,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from app.db import Conn, Database
+from app.redisconn import Pipelined
 from observability import tracing
 from observability.logging import get_logger
 
@@ -73,9 +74,11 @@ decode_announcement = msgspec.json.Decoder(Announcement).decode
 class EventPublisher:
     """Append events to ``channel_events`` and announce them on Redis."""
 
-    def __init__(self, db: Database, redis: Redis) -> None:
+    def __init__(self, db: Database, redis: Redis, pipelined: Pipelined | None = None) -> None:
         self.db = db
         self.redis = redis
+        self._pipelined = pipelined
+        """Where a single announcement goes when given (the admin publish route makes one each)."""
 
     async def append(self, conn: Conn, channel: str, type_: str, data: dict[str, Any]) -> Event:
         """Insert inside the caller's transaction; call :meth:`announce` after it commits."""
@@ -114,7 +117,10 @@ class EventPublisher:
         try:
             messages = self.announcements(events, carriers)
             if len(messages) == 1:
-                await self.redis.publish(*messages[0])
+                if self._pipelined is not None:
+                    await self._pipelined.call("PUBLISH", *messages[0])
+                else:
+                    await self.redis.publish(*messages[0])
                 return
             async with self.redis.pipeline(transaction=False) as pipe:
                 for channel, message in messages:
