@@ -8,7 +8,7 @@ from app.auth.bound import for_user
 from app.autosave.fastpath import autosave_fast_path
 from app.autosave.flush import FlushBatcher, FlushFollowUp, flush_handler
 from app.autosave.routes import ROUTES
-from app.autosave.service import FLUSH_FUNCTION, JOB_PREFIX, AutosaveService
+from app.autosave.service import FLUSH_FUNCTION, JOB_PREFIX, AutosaveService, write_delay
 from app.autosave.store import DraftStore
 from app.jobs import Unrecorded
 from app.parts import HttpPart, WorkerPart
@@ -50,14 +50,14 @@ def worker_part(platform: Platform, autosave: AutosaveService) -> WorkerPart:
         store=autosave.store,
         events=platform.events,
         batch_size=settings.autosave_batch_size,
-        flush_delay=settings.autosave_flush_delay,
+        flush_delay=write_delay(settings.autosave_flush_delay),
         queue=queue,
     )
     follow_up = FlushFollowUp(
         queue=queue,
         store=autosave.store,
         db=platform.db,
-        flush_delay=settings.autosave_flush_delay,
+        flush_delay=write_delay(settings.autosave_flush_delay),
         defaults=job_defaults(settings.worker_task_timeout, settings.job_max_attempts),
     )
     return WorkerPart(
