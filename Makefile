@@ -57,6 +57,7 @@ fuzz: system-deps deps
 bench: system-deps deps
 	$(PY) -m loadtests.bench_autosave
 	$(PY) -m loadtests.bench_queue
+	$(PY) -m loadtests.bench_redis_call
 	$(PY) loadtests/bench_realtime.py
 
 # The Locust suite against a throwaway stack; reports in loadtests/reports/<date>-<config>/.

@@ -82,7 +82,10 @@ class Settings:
     API process, requests are served first: the worker's budget is the flush window (1 s), the
     API's a few milliseconds. 19, the usual niceness of background batch work: with the shared
     driver at 300 saves/s it took the API's p99 from 60-154 ms (at 10) to 18-22 ms, save-to-row
-    unchanged (docs/BENCHMARKS.md). 0 keeps the default priority."""
+    unchanged, and up to 850 saves/s flushes kept up (docs/BENCHMARKS.md). The price: on a host
+    saturated for long, flushes (and their 6 s job heartbeats) wait for idle CPU; if
+    ``AutosaveFlushSlow`` fires there, give the worker a share (10) or a host of its own. 0 keeps
+    the default priority."""
     autosave_rate_limit_per_minute: int = 30
     """Accepted saves per user per minute, shared across API processes."""
     autosave_max_title_chars: int = 200

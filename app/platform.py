@@ -78,11 +78,14 @@ class Platform:
         business, not a reason to stay down."""
         try:
             async with asyncio.timeout(WARM_UP_TIMEOUT_S):
-                await asyncio.gather(
+                outcomes = await asyncio.gather(
                     self.db.pool.wait(WARM_UP_TIMEOUT_S),
                     self.pipelined.call("PING"),
                     *(self.redis.ping() for _ in range(WARM_REDIS_CONNECTIONS)),
+                    return_exceptions=True,  # Postgres slow to fill its pool must not stop the scripts
                 )
+                for failure in {type(o).__name__ for o in outcomes if isinstance(o, BaseException)}:
+                    log.warning("warm_up_incomplete", error=failure)
                 for script in self.scripts:
                     await self.redis.script_load(script.script)
         except Exception as exc:

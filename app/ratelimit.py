@@ -91,10 +91,10 @@ def refused(limit: Limit, retry_ms: int, endpoint: str) -> ApiError:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, pipelined: Pipelined | None = None) -> None:
+    def __init__(self, redis: Redis, pipelined: Pipelined) -> None:
         self._script = redis.register_script(_CHECK)
+        """Only for loading at start-up (``scripts``): checks run on ``pipelined``."""
         self._pipelined = pipelined
-        """Where checks run when given: most requests make this call."""
         self._check = Script("ratelimit.check", _CHECK)
 
     @property
@@ -105,10 +105,7 @@ class RateLimiter:
         """Count one request of ``client``; raise a 429 ApiError when over the limit."""
         try:
             keys, args = [limit.key(client)], [limit.window_ms, limit.requests, member()]
-            if self._pipelined is not None:
-                allowed, retry_ms = await self._pipelined.run(self._check, keys, args)
-            else:
-                allowed, retry_ms = await self._script(keys=keys, args=args)
+            allowed, retry_ms = await self._pipelined.run(self._check, keys, args)
         except RedisError as exc:
             # Fail open: without Redis the limit cannot be shared, and refusing every request
             # would turn a Redis outage into a full API outage. Writes that need Redis fail on

@@ -113,8 +113,12 @@ class RespConnection:
     def close(self) -> None:
         self._writer.close()
 
+    def abort(self) -> None:
+        """Close at once, dropping anything not yet sent."""
+        self._writer.transport.abort()
+
 
 def _database(path: str, query: str) -> int:
-    """The database number of a URL (``/2`` or ``?db=2``), 0 when none."""
-    text = path.strip("/") or (parse_qs(query).get("db") or [""])[0]
+    """The database number of a URL, as redis-py reads it: ``?db=2`` first, then ``/2``; 0 when none."""
+    text = (parse_qs(query).get("db") or [""])[0] or path.strip("/")
     return int(text) if text.isdigit() else 0

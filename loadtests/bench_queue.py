@@ -35,6 +35,7 @@ from app.db import Database
 from app.db.migrate import migrate
 from app.queue.redis_queue import DraftwireQueue
 from app.queue.worker import job_defaults
+from app.redisconn import Pipelined
 from devstack.processes import ServiceProcess, cpu_seconds
 from devstack.stack import SECRET, dependencies
 from devstack.stats import percentile
@@ -94,7 +95,7 @@ async def idle_latency(queue: DraftwireQueue, n: int) -> dict[str, Any]:
 
 async def autosave_flush(redis: Redis, env: dict[str, str], root: Path, drafts: int) -> dict[str, Any]:
     """Saves go through the API's own service (validation aside), so jobs are shaped as in production."""
-    store = DraftStore(redis)
+    store = DraftStore(redis, Pipelined(env["REDIS_URL"]))
     queue = DraftwireQueue(redis, name="draft-autosave")
     await queue.connect()
     settings = Settings(env="test", database_url=env["DATABASE_URL"], redis_url=env["REDIS_URL"], jwt_secret=SECRET,

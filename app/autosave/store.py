@@ -243,12 +243,12 @@ class Snapshot:
 class DraftStore:
     """All autosave reads and writes against Redis."""
 
-    def __init__(self, redis: Redis, pipelined: Pipelined | None = None) -> None:
+    def __init__(self, redis: Redis, pipelined: Pipelined) -> None:
         self.redis = redis
         self._pipelined = pipelined
-        """Where ``save`` runs when given: every autosave request makes that one call."""
+        """Where ``save`` runs: every autosave request makes that one call."""
         self._save_script = Script("autosave.save", _SAVE)
-        self._save = redis.register_script(_SAVE)
+        self._save = redis.register_script(_SAVE)  # loaded at start-up; run on ``pipelined``
         self._mark = redis.register_script(_MARK_PERSISTED)
         self._release = redis.register_script(_RELEASE)
         self._claim = redis.register_script(_CLAIM)
@@ -292,10 +292,7 @@ class DraftStore:
             flush.payload,
             flush.scheduled,
         ]
-        if self._pipelined is not None:
-            result = await self._pipelined.run(self._save_script, keys, args)
-        else:
-            result = await self._save(keys=keys, args=args)
+        result = await self._pipelined.run(self._save_script, keys, args)
         return int(result[0]), int(result[1]), bool(result[2])
 
     async def get(self, draft_id: str) -> Snapshot | None:

@@ -74,11 +74,11 @@ decode_announcement = msgspec.json.Decoder(Announcement).decode
 class EventPublisher:
     """Append events to ``channel_events`` and announce them on Redis."""
 
-    def __init__(self, db: Database, redis: Redis, pipelined: Pipelined | None = None) -> None:
+    def __init__(self, db: Database, redis: Redis, pipelined: Pipelined) -> None:
         self.db = db
         self.redis = redis
         self._pipelined = pipelined
-        """Where a single announcement goes when given (the admin publish route makes one each)."""
+        """Where a single announcement goes (the admin publish route makes one each)."""
 
     async def append(self, conn: Conn, channel: str, type_: str, data: dict[str, Any]) -> Event:
         """Insert inside the caller's transaction; call :meth:`announce` after it commits."""
@@ -117,10 +117,7 @@ class EventPublisher:
         try:
             messages = self.announcements(events, carriers)
             if len(messages) == 1:
-                if self._pipelined is not None:
-                    await self._pipelined.call("PUBLISH", *messages[0])
-                else:
-                    await self.redis.publish(*messages[0])
+                await self._pipelined.call("PUBLISH", *messages[0])
                 return
             async with self.redis.pipeline(transaction=False) as pipe:
                 for channel, message in messages:

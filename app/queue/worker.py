@@ -30,8 +30,9 @@ it sleeps until the earliest one is due (but at least :data:`SCHEDULE_MIN_GAP_S`
 is moved to its queue within a millisecond or two of its time when the queue is quiet, within
 10 ms under load; only a job enqueued due sooner than this tick may wait up to the tick."""
 AUTOSAVE_SCHEDULE_TICK_S = 0.05
-"""The same for ``draft-autosave``, whose flush jobs are due AUTOSAVE_FLUSH_DELAY after a save:
-save-to-row is that delay plus 1-10 ms, plus the write."""
+"""The same for ``draft-autosave``, whose flush jobs are due 20 ms before AUTOSAVE_FLUSH_DELAY has
+passed since a save (``autosave.service.write_delay``): moved within 1-10 ms, then written, the row
+lands about when the window ends."""
 SCHEDULE_LOCK_S = 0.002
 """One worker moves the due jobs per this long (SAQ's lock against duplicate moves)."""
 SCHEDULE_MIN_GAP_S = 0.01

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ import pytest
 
 from app import autosave
 from app.autosave.flush import FlushBatcher
-from app.autosave.service import AutosaveService, SaveRequest
+from app.autosave.service import AutosaveService, SaveRequest, write_delay
 from app.config import load
 from app.platform import Platform
 from app.queue.names import AUTOSAVE
@@ -255,3 +256,21 @@ async def test_a_flush_waits_again_when_its_draft_is_leased_again(
     finally:
         await batcher.stop()
     assert await _row_version(owner_conn, saved.draft_id) == (1, 1)
+
+
+def test_a_flush_is_due_its_own_time_before_the_window_ends() -> None:
+    """The job is scheduled 20 ms early so that the row lands when AUTOSAVE_FLUSH_DELAY ends;
+    never more than a tenth of a short window early."""
+    assert write_delay(1.0) == pytest.approx(0.98)
+    assert write_delay(0.1) == pytest.approx(0.09)
+    assert write_delay(0.0) == 0.0
+
+
+async def test_a_save_is_scheduled_for_the_lead_not_the_whole_window(drafts: AutosaveService) -> None:
+    """The job a save enqueues is due at the save's time plus ``write_delay`` (read back from SAQ)."""
+    before = time.time()
+    result = await drafts.save("lead-user", _request(None, "lead", None))
+    job = await drafts.queue.job(result.job_id)
+    assert job is not None
+    delay = write_delay(drafts.settings.autosave_flush_delay)
+    assert before + delay <= float(job.scheduled) <= time.time() + delay
