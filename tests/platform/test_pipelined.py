@@ -12,6 +12,8 @@ from pathlib import Path
 
 import hiredis
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
@@ -206,3 +208,17 @@ async def test_a_connection_that_goes_silent_is_replaced(workdir: Path) -> None:
         for writer in connections:
             writer.close()
         listener.close()
+
+
+async def test_a_call_is_a_span_in_a_recorded_trace_only(pipelined: Pipelined, spans: InMemorySpanExporter) -> None:
+    """Inside a sampled request a call is a CLIENT span naming the command and script, never their
+    arguments; outside one (a trace not sampled) no span is made at all."""
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("sampled request"):
+        await pipelined.run(ECHO, ["secret-key"], ["secret-payload", 1])
+    with trace.use_span(trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)):
+        await pipelined.call("ECHO", "unsampled")
+    redis_spans = [s for s in spans.get_finished_spans() if s.attributes and s.attributes.get("db.system") == "redis"]
+    assert [s.name for s in redis_spans] in (["EVALSHA"], ["EVALSHA", "EVAL"])  # EVAL once if not loaded
+    assert all(s.attributes and s.attributes.get("draftwire.redis.script") == "test.echo" for s in redis_spans)
+    assert "secret" not in repr([dict(s.attributes or {}) for s in redis_spans])
