@@ -133,6 +133,8 @@ class Pipelined:
             if time.monotonic() - self._failed_at < self.RETRY_AFTER_S:
                 raise RedisConnectionError("redis unreachable (last attempt moments ago)")
             self._connecting = asyncio.create_task(self._open(), name="redis-pipelined-connect")
+            # Its failure reaches whoever still waits; if nobody does, it is not "never retrieved".
+            self._connecting.add_done_callback(lambda task: task.cancelled() or task.exception())
         return await asyncio.shield(self._connecting)
 
     async def _open(self) -> _Link:
@@ -160,8 +162,8 @@ class Pipelined:
                         future.set_result(reply)
         except BaseException as exc:
             self._drop(link, exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
+            if not isinstance(exc, Exception):
+                raise  # cancellation, exit
 
     def _drop(self, link: _Link, exc: BaseException) -> None:
         """Abort ``link`` and fail its commands in flight; the next call connects again."""

@@ -96,7 +96,7 @@ class PostgresServer:
                              "-E", "UTF8", "--no-sync")
             if done.returncode:
                 raise DevstackError(f"initdb failed: {done.stderr.decode()[-500:]}")
-        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=1000"
         done = self._run(str(bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "postgres.log"),
                          "-o", options, "-w", "-t", "30", "start")
         if done.returncode:

@@ -124,8 +124,10 @@ async def test_a_reply_that_comes_too_late_drops_the_connection(server: RedisSer
 
 
 async def test_a_caller_that_gives_up_does_not_shift_the_replies(pipelined: Pipelined) -> None:
-    slow = asyncio.create_task(pipelined.run(SPIN, [], [200]))
+    assert await pipelined.call("PING") == b"PONG"  # connected: the next command goes out at once
+    slow = asyncio.create_task(pipelined.call("EVAL", SPIN.text, 0, 200))
     await asyncio.sleep(0)  # let it be written
+    assert pipelined._link is not None and len(pipelined._link.waiting) == 1
     slow.cancel()
     async with asyncio.timeout(WAIT_S):
         assert await pipelined.call("ECHO", "mine") == b"mine"
