@@ -13,7 +13,6 @@ import contextlib
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from app.config import Settings
 from app.db import Database
@@ -40,10 +39,11 @@ class Platform:
     events: EventPublisher
     limiter: RateLimiter
     pipelined: Pipelined
-    """The connection the per-request Redis calls share (the autosave and rate-limit scripts)."""
+    """The connection the per-request Redis calls share (the autosave and rate-limit scripts,
+    single event announcements)."""
     owners: ChannelOwners = field(default_factory=ChannelOwners)
-    scripts: list[AsyncScript] = field(default_factory=list)
-    """Lua scripts loaded at start-up (features add theirs)."""
+    scripts: list[str] = field(default_factory=list)
+    """Lua scripts (their text) loaded at start-up (features add theirs)."""
 
     @classmethod
     def create(cls, settings: Settings, *, pool_max: int = 10, pool_min: int = 2) -> Platform:
@@ -87,7 +87,7 @@ class Platform:
                 for failure in {type(o).__name__ for o in outcomes if isinstance(o, BaseException)}:
                     log.warning("warm_up_incomplete", error=failure)
                 for script in self.scripts:
-                    await self.redis.script_load(script.script)
+                    await self.redis.script_load(script)
         except Exception as exc:
             log.warning("warm_up_incomplete", error=type(exc).__name__)
 

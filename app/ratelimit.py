@@ -13,7 +13,6 @@ import os
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
 from app.errors import ApiError
@@ -92,14 +91,13 @@ def refused(limit: Limit, retry_ms: int, endpoint: str) -> ApiError:
 
 class RateLimiter:
     def __init__(self, redis: Redis, pipelined: Pipelined) -> None:
-        self._script = redis.register_script(_CHECK)
-        """Only for loading at start-up (``scripts``): checks run on ``pipelined``."""
         self._pipelined = pipelined
         self._check = Script("ratelimit.check", _CHECK)
 
     @property
-    def scripts(self) -> list[AsyncScript]:
-        return [self._script]
+    def scripts(self) -> list[str]:
+        """Its Lua script, loaded into Redis at start-up (see Platform.warm_up)."""
+        return [_CHECK]
 
     async def check(self, limit: Limit, client: str, endpoint: str) -> None:
         """Count one request of ``client``; raise a 429 ApiError when over the limit."""

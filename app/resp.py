@@ -5,7 +5,7 @@ Two users, each for a reason redis-py cannot serve:
 - the gateway's pub/sub (:mod:`app.realtime.resp`): redis-py's ``PubSub`` reconnects and
   resubscribes silently, so the gateway would never learn that announcements were lost;
 - the API's hot commands (:class:`app.redisconn.Pipelined`): one connection carrying every
-  request's command at once costs about a tenth of redis-py's pooled call in CPU.
+  request's command at once costs a quarter to a half of redis-py's pooled call in CPU.
 
 URLs: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://...`` (TLS; the server's
 certificate is verified against the system trust store, or the CA file ``SSL_CERT_FILE`` names,

@@ -189,6 +189,7 @@ class AutosaveService:
         self.queue = queue
         self._job_defaults = job_defaults(settings.worker_task_timeout, settings.job_max_attempts)
         self._limit = Limit("autosave", settings.autosave_rate_limit_per_minute, 60)
+        self._write_delay = write_delay(settings.autosave_flush_delay)
 
     async def save(self, user_id: str, request: SaveRequest) -> SaveResult:
         draft_id = request.draft_id or str(uuid.uuid4())
@@ -243,8 +244,8 @@ class AutosaveService:
         return SaveResult(draft_id, value, key)
 
     def _flush_job(self, key: str, user_id: str, draft_id: str, now: float) -> FlushJob:
-        """The flush job as SAQ would store it, due one coalescing window from now."""
-        due = now + write_delay(self.settings.autosave_flush_delay)
+        """The flush job as SAQ would store it, due when its write should start (``write_delay``)."""
+        due = now + self._write_delay
         job = Job(
             function=FLUSH_FUNCTION,
             kwargs={"user_id": user_id, "draft_id": draft_id},

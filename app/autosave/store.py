@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from app.ratelimit import SLIDING_WINDOW_LUA, Limit, member
 from app.redisconn import Pipelined, Script
@@ -247,16 +246,15 @@ class DraftStore:
         self.redis = redis
         self._pipelined = pipelined
         """Where ``save`` runs: every autosave request makes that one call."""
-        self._save_script = Script("autosave.save", _SAVE)
-        self._save = redis.register_script(_SAVE)  # loaded at start-up; run on ``pipelined``
+        self._save = Script("autosave.save", _SAVE)
         self._mark = redis.register_script(_MARK_PERSISTED)
         self._release = redis.register_script(_RELEASE)
         self._claim = redis.register_script(_CLAIM)
 
     @property
-    def scripts(self) -> list[AsyncScript]:
+    def scripts(self) -> list[str]:
         """Every Lua script this store runs (loaded into Redis at start-up, see Platform.warm_up)."""
-        return [self._save, self._mark, self._release, self._claim]
+        return [_SAVE, _MARK_PERSISTED, _RELEASE, _CLAIM]
 
     async def save(
         self,
@@ -292,7 +290,7 @@ class DraftStore:
             flush.payload,
             flush.scheduled,
         ]
-        result = await self._pipelined.run(self._save_script, keys, args)
+        result = await self._pipelined.run(self._save, keys, args)
         return int(result[0]), int(result[1]), bool(result[2])
 
     async def get(self, draft_id: str) -> Snapshot | None:
