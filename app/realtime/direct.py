@@ -69,10 +69,14 @@ class DirectWriter:
     def write(self, text: str) -> bool:
         """Write ``text`` as one frame now; False when the ASGI ``send`` must do it (flow control,
         closing). Raises ConnectionError when the peer is gone."""
+        return self.write_frame(_memo.framed(text))
+
+    def write_frame(self, frame: bytes) -> bool:
+        """Write a frame built by :func:`text_frame` now; as :meth:`write`."""
         proto = self._proto
         if proto.disconnected or proto.transport.is_closing():
             raise ConnectionError("peer gone")
         if proto.close_sent or not proto.handshake_complete or not proto.writable.is_set():
             return False
-        proto.transport.write(_memo.framed(text))
+        proto.transport.write(frame)
         return True

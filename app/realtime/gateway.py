@@ -23,8 +23,9 @@ from app.db import Database
 from app.events import ChannelOwners, EventReader, decode_announcement, utc_iso_ms
 from app.realtime import protocol
 from app.realtime.access import may_follow
+from app.realtime.direct import text_frame
 from app.realtime.hub import RedisHub
-from app.realtime.outbox import LiveEvent
+from app.realtime.outbox import MERGE_MAX, LiveEvent
 from app.realtime.protocol import Close, ErrorCode
 from app.realtime.subscription import Subscription
 from observability.logging import get_logger
@@ -66,12 +67,40 @@ FULL = Refusal(Close.TRY_LATER, "too many connections", "max_connections", 503)
 CLIENT_FULL = Refusal(Close.TRY_LATER, "too many connections for this client", "max_per_client", 429)
 
 
+def _live_event(payload: bytes) -> LiveEvent | None:
+    try:
+        ann = decode_announcement(payload)
+    except msgspec.DecodeError:
+        log.warning("realtime_bad_announcement")
+        return None
+    frame = protocol.event_frame(ann.channel, ann.seq, ann.type, ann.data, ann.ts)
+    return LiveEvent(ann.channel, ann.seq, ann.type, ann.data, ann.ts, ann.pt, ann.trace, frame)
+
+
+def consecutive(events: list[LiveEvent]) -> list[list[LiveEvent]]:
+    """``events`` in arrival order, cut where the seq does not follow on by one, and every
+    :data:`MERGE_MAX` events (the largest frame a backlog merges into)."""
+    runs: list[list[LiveEvent]] = []
+    for event in events:
+        if runs and len(runs[-1]) < MERGE_MAX and runs[-1][-1].seq + 1 == event.seq:
+            runs[-1].append(event)
+        else:
+            runs.append([event])
+    return runs
+
+
+def _frame_text(run: list[LiveEvent]) -> str:
+    if len(run) == 1:
+        return run[0].ws_text
+    return protocol.events_frame(run[0].channel, [event.element for event in run])
+
+
 class Gateway:
     def __init__(self, *, settings: Settings, db: Database, owners: ChannelOwners) -> None:
         self.settings = settings
         self.owners = owners
         self.reader = EventReader(db, page_size=settings.realtime_catchup_page)
-        self.hub = RedisHub(self.settings.redis_url, on_message=self.dispatch, on_resync=self.resync)
+        self.hub = RedisHub(self.settings.redis_url, on_messages=self.dispatch, on_resync=self.resync)
         self.sessions: set[Session] = set()
         self.per_client: Counter[str] = Counter()
         self.index: dict[str, set[Subscription]] = {}
@@ -214,20 +243,23 @@ class Gateway:
             log.info("catchup_completed", channel_kind=kind, events=events, latency_ms=duration_ms)
 
     # --- from the hub ------------------------------------------------------------------------------
-    def dispatch(self, channel: str, payload: bytes) -> None:
-        subs = self.index.get(channel)
-        if not subs:
-            return
-        try:
-            ann = decode_announcement(payload)
-        except msgspec.DecodeError:
-            log.warning("realtime_bad_announcement")
-            return
-        frame = protocol.event_frame(ann.channel, ann.seq, ann.type, ann.data, ann.ts)
-        event = LiveEvent(ann.channel, ann.seq, ann.type, ann.data, ann.ts, ann.pt, ann.trace, frame)
-        for sub in list(subs):
-            sub.on_live(event)
-        event.done()  # the dispatcher's own hold
+    def dispatch(self, messages: list[tuple[str, bytes]]) -> None:
+        """Announcements that arrived in one read, in order. Each channel's consecutive events are
+        framed once, as one frame, for all of its sockets: an event that came in while the process
+        was still sending the previous one costs no extra socket write (nothing waits for it:
+        without a backlog every event is its own frame)."""
+        arrived: dict[str, list[LiveEvent]] = {}
+        for channel, payload in messages:
+            if channel in self.index and (event := _live_event(payload)) is not None:
+                arrived.setdefault(channel, []).append(event)
+        for channel, events in arrived.items():
+            subs = self.index.get(channel)
+            for run in consecutive(events) if subs else ():
+                frame = text_frame(_frame_text(run).encode())
+                for sub in list(subs or ()):
+                    sub.on_live_run(run, frame)
+            for event in events:
+                event.done()  # the dispatcher's own hold
 
     def resync(self, channel: str) -> None:
         for sub in list(self.index.get(channel, ())):

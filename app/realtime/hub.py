@@ -41,11 +41,11 @@ class RedisHub:
         self,
         url: str,
         *,
-        on_message: Callable[[str, bytes], None],
+        on_messages: Callable[[list[tuple[str, bytes]]], None],
         on_resync: Callable[[str], None],
     ) -> None:
         self.url = url
-        self._on_message = on_message
+        self._on_messages = on_messages
         self._on_resync = on_resync
         self._refs: dict[str, int] = {}
         self._confirmed: set[str] = set()
@@ -151,8 +151,7 @@ class RedisHub:
             while True:
                 async with asyncio.timeout(SILENCE_LIMIT_S):
                     replies = await conn.read()
-                for reply in replies:
-                    self._handle(reply)
+                self._handle(replies)
         finally:
             pinger.cancel()
 
@@ -162,24 +161,38 @@ class RedisHub:
                 await asyncio.sleep(PING_EVERY_S)
                 conn.ping()
 
-    def _handle(self, reply: Any) -> None:
-        if not isinstance(reply, list) or len(reply) < 3:
-            return  # PONG and other keep-alive replies
-        kind = reply[0]
-        if kind == b"message":
-            channel = reply[1][len(ANNOUNCE_PREFIX):].decode()
-            try:
-                self._on_message(channel, reply[2])
-            except Exception as exc:
-                log.warning("realtime_dispatch_failed", error=type(exc).__name__)
-        elif kind == b"subscribe":
-            channel = reply[1][len(ANNOUNCE_PREFIX):].decode()
-            if channel not in self._refs:
-                return
-            self._confirmed.add(channel)
-            for waiter in self._waiters.pop(channel, []):
-                if not waiter.done():
-                    waiter.set_result(None)
-            if channel in self._resync:
-                self._resync.discard(channel)
-                self._on_resync(channel)
+    def _handle(self, replies: list[Any]) -> None:
+        """One read's replies, in order. Announcements that arrived together go to the dispatcher
+        together: an event that came in while the process was busy with the previous one leaves
+        with it, one socket write for both (docs/decisions/0003-realtime-delivery.md)."""
+        messages: list[tuple[str, bytes]] = []
+        for reply in replies:
+            if not isinstance(reply, list) or len(reply) < 3:
+                continue  # PONG and other keep-alive replies
+            kind = reply[0]
+            if kind == b"message":
+                messages.append((reply[1][len(ANNOUNCE_PREFIX):].decode(), reply[2]))
+            elif kind == b"subscribe":
+                self._deliver(messages)  # what was announced before the confirmation goes first
+                messages = []
+                self._confirm(reply[1][len(ANNOUNCE_PREFIX):].decode())
+        self._deliver(messages)
+
+    def _deliver(self, messages: list[tuple[str, bytes]]) -> None:
+        if not messages:
+            return
+        try:
+            self._on_messages(messages)
+        except Exception as exc:
+            log.warning("realtime_dispatch_failed", error=type(exc).__name__)
+
+    def _confirm(self, channel: str) -> None:
+        if channel not in self._refs:
+            return
+        self._confirmed.add(channel)
+        for waiter in self._waiters.pop(channel, []):
+            if not waiter.done():
+                waiter.set_result(None)
+        if channel in self._resync:
+            self._resync.discard(channel)
+            self._on_resync(channel)

@@ -188,14 +188,17 @@ class Outbox:
     in flight, whatever the runtime mode) and a broadcast costs no task wake-up per socket.
     Servers whose ``send`` returns a plain coroutine get it wrapped in a task.
     ``merge`` encodes consecutive queued live events of one channel as one frame; without it
-    every event is its own send.
+    every event is its own send. ``direct`` writes a framed frame synchronously (False: it cannot
+    now); it is what :meth:`write_now` uses.
     """
 
     def __init__(self, send_text: Callable[[str], Awaitable[None] | None], *, on_overflow: Callable[[], None],
                  on_error: Callable[[], None] | None = None,
                  merge: Callable[[list[LiveEvent]], str] | None = None,
+                 direct: Callable[[bytes], bool] | None = None,
                  limit: int = OUTBOX_LIMIT, max_bytes: int = OUTBOX_BYTES) -> None:
         self._send_text = send_text
+        self._direct = direct
         self._merge = merge
         self._on_overflow = on_overflow
         self._on_error = on_error
@@ -227,6 +230,18 @@ class Outbox:
         if len(self._queue) >= self._limit or self._bytes > self._max_bytes:
             self._room.clear()
         return True
+
+    def write_now(self, frame: bytes) -> bool:
+        """Write an already framed live frame straight to the socket when that is exactly what
+        :meth:`push` would end in: nothing queued, nothing in flight, and the writer (``direct``)
+        takes it at once. False: nothing was written, use :meth:`push`. The broadcast's fast path:
+        no queue entry, no completion, no per-socket hold on the event."""
+        if self._direct is None or self.closed or self._inflight is not False or self._queue:
+            return False
+        try:
+            return self._direct(frame)
+        except Exception:  # the peer is gone: push meets the same failure and closes the socket
+            return False
 
     async def put(self, text: str) -> bool:
         """Queue, waiting up to :data:`PUT_TIMEOUT_S` for room (replay pages use this)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from app.auth.tokens import Principal
@@ -27,13 +27,18 @@ class Session:
 
     kind = "ws"
 
-    def __init__(self, gateway: Gateway, principal: Principal) -> None:
+    def __init__(self, gateway: Gateway, principal: Principal, *,
+                 direct: Callable[[bytes], bool] | None = None) -> None:
+        """``direct``: a synchronous writer of framed bytes, where the transport has one (see
+        :meth:`Outbox.write_now`)."""
         self.gateway = gateway
         self.principal = principal
         self.client = principal.user_id
         self.subs: dict[str, Subscription] = {}
         self.outbox = Outbox(self.write, on_overflow=self._too_slow, on_error=self._write_failed,
-                             merge=self.encode_events)
+                             merge=self.encode_events, direct=direct)
+        self.write_now = self.outbox.write_now
+        """Sink.write_now: the outbox's own, bound once (it is called per socket per event)."""
         self.closing: tuple[int, str] | None = None
         self._task = asyncio.current_task()
         self._expiry: asyncio.TimerHandle | None = None

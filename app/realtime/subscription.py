@@ -37,6 +37,10 @@ class Sink(Protocol):
     """Where a subscription's frames go: a WebSocket or an SSE stream."""
 
     def push_event(self, event: LiveEvent) -> bool: ...
+    def write_now(self, frame: bytes) -> bool:
+        """Write ``frame`` (live events, framed once for every socket) at once if nothing is
+        queued and the transport takes it now; False: nothing written."""
+        ...
     async def put_page(self, channel: str, rows: list[StoredEvent]) -> bool: ...
     def caught_up(self, sub: Subscription, replayed: int, started: float) -> None: ...
 
@@ -77,6 +81,16 @@ class Subscription:
             self._deliver_contiguous()
         else:
             self._ensure_pump()
+
+    def on_live_run(self, events: list[LiveEvent], frame: bytes) -> None:
+        """Consecutive live events that arrived together, with their frame built once: when this
+        subscription is live and right behind them and its socket is idle, they go out at once
+        as that one frame (the broadcast's fast path); otherwise one by one through on_live."""
+        if self.live and self.last == events[0].seq - 1 and self.sink.write_now(frame):
+            self.last = events[-1].seq
+            return
+        for event in events:
+            self.on_live(event)
 
     def _deliver_contiguous(self) -> None:
         """While waiting out a reorder: deliver what became contiguous; live again once nothing is held."""

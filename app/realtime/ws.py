@@ -32,9 +32,9 @@ class WsSession(Session):
     kind = "ws"
 
     def __init__(self, gateway: Gateway, principal: Any, send: Send) -> None:
-        super().__init__(gateway, principal)
-        self._send = send
         self._direct = DirectWriter.of(send)
+        super().__init__(gateway, principal, direct=self._direct.write_frame if self._direct is not None else None)
+        self._send = send
         self.disconnected = False
 
     def write(self, text: str) -> Awaitable[None] | None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
+from redis.asyncio import Redis
 
+from app.events import ANNOUNCE_PREFIX, Event
 from tests.realtime.conftest import Realtime
 from tests.realtime.support import Client, assert_exactly, channel_name, publish
 
@@ -67,3 +70,48 @@ async def test_publish_during_replay_exactly_once(rt_api: Realtime, http: httpx.
     for c in clients:
         assert_exactly(c, channel, 1, 1000)
         await c.close()
+
+
+async def _announce_at_once(redis: Redis, channel: str, seqs: list[int | None]) -> None:
+    """Announce ``seqs`` (None: a garbage message) in one pipeline: one write to Redis, so
+    Redis hands them to the stream server together, in one read."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for seq in seqs:
+            message = b"not an announcement" if seq is None else Event(
+                channel, seq, "job.progress", {"i": seq}, "2026-12-02T00:00:00.000Z").announcement({}, time.time())
+            pipe.publish(ANNOUNCE_PREFIX + channel, message)
+        await pipe.execute()
+
+
+async def test_events_that_arrive_together_leave_together(rt_api: Realtime, redis: Redis, admin: str) -> None:
+    """20 events announced in one burst reach an idle, live socket in order and in at most three
+    frames (one ``events`` frame under the gateway's direct writes; under Granian the first alone,
+    the rest merged behind it): a process that fell behind does not pay a socket write per event."""
+    channel = channel_name()
+    client = await Client.open(rt_api.url, admin)
+    await client.subscribe(channel)
+    await client.wait_op("caught_up", channel)
+    before = len(client.frames)
+    await _announce_at_once(redis, channel, list(range(1, 21)))
+    await client.wait_seq(channel, 20)
+    assert_exactly(client, channel, 1, 20)
+    frames = client.frames[before:]
+    assert len(frames) <= 3, [f["op"] for f in frames]
+    await client.close()
+
+
+async def test_a_burst_out_of_order_and_with_garbage_is_delivered_in_order(
+        rt_api: Realtime, redis: Redis, admin: str) -> None:
+    """A burst whose seqs arrive out of order (concurrent publishers announce in any order), with a
+    message that is not an announcement in the middle: every event once, in seq order."""
+    channel = channel_name()
+    client = await Client.open(rt_api.url, admin)
+    await client.subscribe(channel)
+    await client.wait_op("caught_up", channel)
+    await _announce_at_once(redis, channel, [1, 2, 4, None, 3, 5, 6])
+    await client.wait_seq(channel, 6)
+    assert_exactly(client, channel, 1, 6)
+    await _announce_at_once(redis, channel, [7])
+    await client.wait_seq(channel, 7)
+    assert_exactly(client, channel, 1, 7)
+    await client.close()

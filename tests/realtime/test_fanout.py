@@ -155,3 +155,49 @@ def test_a_direct_frame_is_what_the_websockets_library_would_send() -> None:
         protocol.state = State.OPEN  # the handshake is not this test's business
         protocol.send_text(text.encode())
         assert b"".join(protocol.data_to_send()) == text_frame(text.encode()), size
+
+
+async def test_write_now_writes_only_what_push_would_have_written_at_once() -> None:
+    """The broadcast's fast path: a framed frame goes straight out only when nothing is queued or
+    in flight and the writer takes it; otherwise nothing is written and push keeps the order."""
+    wire = CoroutineWire()
+    written: list[bytes] = []
+    accept = [True]
+
+    def direct(frame: bytes) -> bool:
+        if accept[0]:
+            written.append(frame)
+        return accept[0]
+
+    box = box_for(wire, direct=direct)
+    assert box.write_now(b"a") and written == [b"a"]
+    accept[0] = False
+    assert not box.write_now(b"b") and written == [b"a"], "a writer that cannot take it now: nothing written"
+    accept[0] = True
+    wire.writable.clear()
+    event = live("job:a", 1)
+    box.push(event.ws_text, event)  # in flight, waiting for the buffer
+    assert not box.write_now(b"c"), "a send in flight: the frame must queue behind it"
+    wire.writable.set()
+    await settle()
+    assert box.write_now(b"d") and written == [b"a", b"d"]
+    await box.close()
+    assert not box.write_now(b"e"), "a closed outbox writes nothing"
+
+
+async def test_write_now_reports_a_failing_writer_as_not_written() -> None:
+    def gone(frame: bytes) -> bool:
+        raise ConnectionError("peer gone")
+
+    box = box_for(CoroutineWire(), direct=gone)
+    assert not box.write_now(b"x"), "push then meets the failure and closes the socket"
+
+
+def test_consecutive_cuts_runs_at_gaps_and_at_the_merge_limit() -> None:
+    from app.realtime.gateway import consecutive
+    from app.realtime.outbox import MERGE_MAX
+
+    seqs = [1, 2, 3, 5, 4, 6, *range(7, 7 + MERGE_MAX + 1)]
+    runs = consecutive([live("job:a", s) for s in seqs])
+    assert [[e.seq for e in run] for run in runs] == [
+        [1, 2, 3], [5], [4], list(range(6, 6 + MERGE_MAX)), [6 + MERGE_MAX, 7 + MERGE_MAX]]

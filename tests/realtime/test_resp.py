@@ -199,7 +199,7 @@ async def test_gateway_subscriber_logs_why_it_cannot_connect(secured: RedisServe
     """The gateway's supervised subscriber (``RedisHub``) with a wrong password keeps retrying, and
     its ``redis_reconnecting`` warning carries the refusal's text (what to fix), not the password."""
     wrong = "not-the-password"
-    hub = RedisHub(f"redis://:{wrong}@127.0.0.1:{secured.port}/0", on_message=lambda *_: None,
+    hub = RedisHub(f"redis://:{wrong}@127.0.0.1:{secured.port}/0", on_messages=lambda *_: None,
                    on_resync=lambda _: None)
     with capture_logs() as logs:
         hub.start()

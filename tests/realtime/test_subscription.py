@@ -58,6 +58,9 @@ class Sink:
         self._progress.set()
         return True
 
+    def write_now(self, frame: bytes) -> bool:
+        return False  # no synchronous writer here: every event takes on_live's path
+
     async def put_page(self, channel: str, rows: list[StoredEvent]) -> bool:
         if self._gate is not None:
             self.paused.set()
