@@ -146,19 +146,29 @@ class RedisHub:
             # Announcements published while we were away are gone: backfill once confirmed.
             self._resync.update(channels)
         conn.subscribe(*(ANNOUNCE_PREFIX + c for c in channels))
-        pinger = asyncio.create_task(self._ping(conn))
+        loop = asyncio.get_running_loop()
+        heard = [loop.time()]
+        pinger = asyncio.create_task(self._ping(conn, heard))
         try:
             while True:
-                async with asyncio.timeout(SILENCE_LIMIT_S):
-                    replies = await conn.read()
+                replies = await conn.read()
+                heard[0] = loop.time()
                 self._handle(replies)
         finally:
             pinger.cancel()
 
-    async def _ping(self, conn: PubSubConnection) -> None:
+    async def _ping(self, conn: PubSubConnection, heard: list[float]) -> None:
+        """PING every :data:`PING_EVERY_S`; abort the connection (the read then fails and the
+        supervisor reconnects) when nothing at all came for :data:`SILENCE_LIMIT_S`. A watchdog
+        rather than a timeout around each read: no timer per announcement."""
+        loop = asyncio.get_running_loop()
         with contextlib.suppress(ConnectionError):
             while True:
                 await asyncio.sleep(PING_EVERY_S)
+                if loop.time() - heard[0] > SILENCE_LIMIT_S:
+                    log.warning("redis_subscriber_silent", silent_s=round(loop.time() - heard[0], 1))
+                    conn.abort()
+                    return
                 conn.ping()
 
     def _handle(self, replies: list[Any]) -> None:

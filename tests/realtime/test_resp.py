@@ -212,3 +212,36 @@ async def test_gateway_subscriber_logs_why_it_cannot_connect(secured: RedisServe
     line = next(e for e in logs if e["event"] == "redis_reconnecting")
     assert line["error"] == "Refused" and "WRONGPASS" in line["detail"] and "REDIS_URL" in line["detail"]
     assert wrong not in str(logs) and not hub.connected
+
+
+async def test_a_silent_redis_is_dropped_and_reconnected(server_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Redis that stops answering (frozen with SIGSTOP: the socket stays open, nothing comes back,
+    not even the PONGs) is given up after the silence limit; once it answers again the hub is back,
+    and its channels are told to backfill (announcements made meanwhile may be lost)."""
+    import signal
+
+    from app.realtime import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "PING_EVERY_S", 0.1)
+    monkeypatch.setattr(hub_module, "SILENCE_LIMIT_S", 0.5)
+    monkeypatch.setattr(hub_module, "BACKOFF_S", (0.2,))
+    resynced: list[str] = []
+    for server in started(RedisServer(server_dir)):
+        hub = RedisHub(server.url, on_messages=lambda *_: None, on_resync=resynced.append)
+        with capture_logs() as logs:
+            hub.start()
+            try:
+                async with asyncio.timeout(WAIT_S):
+                    await hub.acquire("job:silence")
+                    assert server.proc is not None
+                    server.proc.send_signal(signal.SIGSTOP)
+                    try:
+                        while not any(e["event"] == "redis_subscriber_silent" for e in logs):  # noqa: ASYNC110
+                            await asyncio.sleep(0.02)
+                    finally:
+                        server.proc.send_signal(signal.SIGCONT)
+                    while resynced != ["job:silence"]:  # noqa: ASYNC110 - bounded by the timeout above
+                        await asyncio.sleep(0.02)
+            finally:
+                await hub.stop()
+        assert any(e["event"] == "redis_subscriber_lost" for e in logs)
