@@ -9,9 +9,12 @@ default): the first replays on each connection were the slow tail of the catch-u
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
+from psycopg.rows import tuple_row
 
 from app.db import Database
 from observability.metrics import DB_QUERY_DURATION, observe
@@ -23,6 +26,19 @@ _PAGE = """
 SELECT seq, type, data::text AS data,
        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS ts
 FROM channel_events WHERE channel = %s AND seq > %s ORDER BY seq LIMIT %s
+"""
+# The head and the first page in one statement (one execution, no pipeline round): no row when
+# the channel has no head yet, else one row per event (event columns null when there is none).
+_HEAD_AND_PAGE = """
+SELECT h.head_seq, e.seq, e.type, e.data, e.ts
+FROM channel_heads h
+LEFT JOIN LATERAL (
+  SELECT seq, type, data::text AS data,
+         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS ts
+  FROM channel_events WHERE channel = h.channel AND seq > %s ORDER BY seq LIMIT %s
+) e ON true
+WHERE h.channel = %s
+ORDER BY e.seq
 """
 
 
@@ -44,18 +60,20 @@ class EventReader:
         self.page_size = page_size
         db.prepare_on_connect(_HEAD, ("",))
         db.prepare_on_connect(_PAGE, ("", 0, 1))
+        db.prepare_on_connect(_HEAD_AND_PAGE, (0, 1, ""))
 
     async def head_and_page(self, channel: str, after: int) -> tuple[int, list[StoredEvent]]:
         """The channel's head seq (0 when it has none) and the first page after ``after``."""
         start = time.perf_counter()
         async with self.db.pool.connection() as conn:
-            async with conn.pipeline():
-                head_cur = await conn.execute(_HEAD, (channel,), prepare=True)
-                page_cur = await conn.execute(_PAGE, (channel, after, self.page_size), prepare=True)
-            head_row = await head_cur.fetchone()
-            rows = await page_cur.fetchall()
+            cur = conn.cursor(row_factory=tuple_row)
+            await cur.execute(_HEAD_AND_PAGE, (after, self.page_size, channel), prepare=True)
+            rows = await cur.fetchall()
         observe(DB_QUERY_DURATION.labels("events.replay"), time.perf_counter() - start)
-        return (int(head_row["head_seq"]) if head_row else 0), [_stored(r) for r in rows]
+        if not rows:
+            return 0, []
+        return int(rows[0][0]), [StoredEvent(seq, type_, msgspec.Raw(data.encode()), ts)
+                                 for _, seq, type_, data, ts in rows if seq is not None]
 
     async def head(self, channel: str) -> int:
         """The channel's last seq (0 when it has none)."""
@@ -68,11 +86,20 @@ class EventReader:
         """Up to ``page_size`` events with seq > ``after``, in order."""
         start = time.perf_counter()
         async with self.db.pool.connection() as conn:
-            cur = await conn.execute(_PAGE, (channel, after, self.page_size), prepare=True)
+            cur = conn.cursor(row_factory=_stored_rows)
+            await cur.execute(_PAGE, (channel, after, self.page_size), prepare=True)
             rows = await cur.fetchall()
         observe(DB_QUERY_DURATION.labels("events.replay"), time.perf_counter() - start)
-        return [_stored(r) for r in rows]
+        return rows
 
 
-def _stored(row: dict[str, object]) -> StoredEvent:
-    return StoredEvent(int(row["seq"]), str(row["type"]), msgspec.Raw(str(row["data"]).encode()), str(row["ts"]))  # type: ignore[call-overload]
+def _stored_rows(cursor: object) -> Callable[[Sequence[Any]], StoredEvent]:
+    """Row factory for :data:`_PAGE`: each row straight into a StoredEvent (no dict per row; a
+    replay of 120 events spent a quarter of a millisecond building and reading them)."""
+    del cursor
+
+    def stored(values: Sequence[Any]) -> StoredEvent:
+        seq, type_, data, ts = values
+        return StoredEvent(seq, type_, msgspec.Raw(data.encode()), ts)
+
+    return stored

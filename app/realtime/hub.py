@@ -27,6 +27,10 @@ SILENCE_LIMIT_S = 25.0
 """No reply at all (not even to our PINGs) for this long means the connection is dead."""
 CONFIRM_WAIT_S = 2.0
 """How long a new subscriber waits for Redis to confirm its channel before replaying anyway."""
+LINGER_S = 5.0
+"""How long a channel stays subscribed on Redis after its last subscriber here left: a client that
+reconnects (a reload, a network blip, a gateway draining or ageing its sockets) resubscribes
+without waiting for a SUBSCRIBE round trip; announcements meanwhile are dropped unread."""
 
 
 def backoff(attempt: int) -> float:
@@ -51,6 +55,7 @@ class RedisHub:
         self._confirmed: set[str] = set()
         self._resync: set[str] = set()
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._lingering: dict[str, asyncio.TimerHandle] = {}
         self._conn: PubSubConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self.connected = False
@@ -60,6 +65,8 @@ class RedisHub:
         """Count a subscriber of ``channel``; return once Redis confirmed the SUBSCRIBE (or after
         :data:`CONFIRM_WAIT_S`, in which case the channel is backfilled when it is confirmed)."""
         self._refs[channel] = self._refs.get(channel, 0) + 1
+        if (linger := self._lingering.pop(channel, None)) is not None:
+            linger.cancel()  # still subscribed (and confirmed, unless Redis reconnected meanwhile)
         if channel in self._confirmed:
             return
         if self._refs[channel] == 1 and self._conn is not None:
@@ -82,8 +89,15 @@ class RedisHub:
             self._refs[channel] = count
             return
         self._refs.pop(channel, None)
-        self._confirmed.discard(channel)
         self._resync.discard(channel)
+        if channel in self._confirmed and self._conn is not None:
+            self._lingering[channel] = asyncio.get_running_loop().call_later(LINGER_S, self._unsubscribe, channel)
+        else:
+            self._unsubscribe(channel)
+
+    def _unsubscribe(self, channel: str) -> None:
+        self._lingering.pop(channel, None)
+        self._confirmed.discard(channel)
         if self._conn is not None:
             with contextlib.suppress(ConnectionError):
                 self._conn.unsubscribe(ANNOUNCE_PREFIX + channel)
@@ -137,6 +151,9 @@ class RedisHub:
         self._conn = None
         self.connected = False
         self._confirmed.clear()
+        for linger in self._lingering.values():
+            linger.cancel()  # a new connection subscribes only to channels with subscribers
+        self._lingering.clear()
 
     async def _serve(self, conn: PubSubConnection, reconnected: bool) -> None:
         self._conn = conn

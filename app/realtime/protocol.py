@@ -124,8 +124,9 @@ def events_frame(channel: str, elements: list[str]) -> str:
 
 
 def batch_frame(channel: str, rows: list[StoredEvent]) -> str:
-    """One ``events`` frame for a page of replayed events (one socket write instead of many)."""
-    return events_frame(channel, [batch_element(r.seq, r.type, r.data, r.ts) for r in rows])
+    """One ``events`` frame for a page of replayed events (one socket write instead of many),
+    encoded in one call: a StoredEvent encodes as an element, its fields in element order."""
+    return _encode({"op": "events", "channel": channel, "events": rows}).decode()
 
 
 def sse_event(seq: int, type_: str, frame: str) -> str:

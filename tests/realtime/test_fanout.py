@@ -201,3 +201,20 @@ def test_consecutive_cuts_runs_at_gaps_and_at_the_merge_limit() -> None:
     runs = consecutive([live("job:a", s) for s in seqs])
     assert [[e.seq for e in run] for run in runs] == [
         [1, 2, 3], [5], [4], list(range(6, 6 + MERGE_MAX)), [6 + MERGE_MAX, 7 + MERGE_MAX]]
+
+
+def test_a_replay_page_is_the_frame_its_elements_make() -> None:
+    """A page encoded in one call is byte for byte the ``events`` frame built element by element
+    (the order of each element's keys included), payloads spliced in as they are."""
+    import msgspec
+
+    from app.events.reader import StoredEvent
+    from app.realtime import protocol
+
+    rows = [StoredEvent(seq, "job.progress", msgspec.Raw(b'{"n":' + str(seq).encode() + ',"s":"é\\u2028\\"<"}'.encode()),
+                        "2026-12-02T00:00:00.000Z") for seq in (7, 8, 9)]
+    by_element = protocol.events_frame(
+        "job:a", [protocol.batch_element(r.seq, r.type, r.data, r.ts) for r in rows])
+    assert protocol.batch_frame("job:a", rows) == by_element
+    frame = json.loads(by_element)
+    assert [e["seq"] for e in frame["events"]] == [7, 8, 9] and frame["events"][0]["data"]["s"] == 'é\u2028"<'

@@ -245,3 +245,42 @@ async def test_a_silent_redis_is_dropped_and_reconnected(server_dir: Path, monke
             finally:
                 await hub.stop()
         assert any(e["event"] == "redis_subscriber_lost" for e in logs)
+
+
+async def test_a_channel_lingers_subscribed_after_its_last_subscriber(server_dir: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last subscriber leaving keeps the channel subscribed on Redis for LINGER_S: a client
+    that comes back meanwhile is confirmed at once (no SUBSCRIBE round trip, nothing missed); after
+    it, the channel is unsubscribed."""
+    from app.realtime import hub as hub_module
+
+    monkeypatch.setattr(hub_module, "LINGER_S", 0.3)
+    received: list[bytes] = []
+    for server in started(RedisServer(server_dir)):
+        hub = RedisHub(server.url, on_messages=lambda ms: received.extend(p for _, p in ms),
+                       on_resync=lambda _: None)
+        redis = Redis.from_url(server.url)
+        channel = "dw:events:job:linger"
+
+        async def subscribers(redis: Redis = redis, channel: str = channel) -> int:
+            return int(dict(await redis.pubsub_numsub(channel))[channel.encode()])
+
+        hub.start()
+        try:
+            async with asyncio.timeout(WAIT_S):
+                await hub.acquire("job:linger")
+                hub.release("job:linger")
+                assert await subscribers() == 1, "still subscribed right after the last subscriber left"
+                await hub.acquire("job:linger")
+                assert "job:linger" in hub._confirmed, "back within the linger: confirmed at once"
+                await redis.publish(channel, b"after-return")
+                while not received:  # noqa: ASYNC110 - bounded by the timeout above
+                    await asyncio.sleep(0.01)
+                assert received == [b"after-return"]
+                hub.release("job:linger")
+                while await subscribers():  # noqa: ASYNC110 - bounded by the timeout above
+                    await asyncio.sleep(0.05)
+                assert "job:linger" not in hub._confirmed
+        finally:
+            await hub.stop()
+            await redis.aclose()

@@ -290,3 +290,20 @@ async def test_resync_during_backfill_reads_again(reader: EventReader, owner_con
     assert sink.caught_up_calls == [(2, 2)]
     assert sub.live and not sub.held
     await sub.stop()
+
+
+async def test_head_and_page_in_one_statement(reader: EventReader, owner_conn: OwnerConn) -> None:
+    """The head and the first page after a seq, from one statement: no head yet, nothing after the
+    head, a page cut at the page size, and a sinceSeq past the head (the caller refuses it)."""
+    chan = channel()
+    assert await reader.head_and_page(chan, 0) == (0, [])
+    events = await commit(owner_conn, chan, PAGE + 2)
+    head = PAGE + 2
+    assert await reader.head_and_page(chan, head) == (head, [])
+    assert await reader.head_and_page(chan, head + 5) == (head, [])
+    got_head, page = await reader.head_and_page(chan, 0)
+    assert got_head == head and [r.seq for r in page] == list(range(1, PAGE + 1))
+    assert page[0].type == "test.step" and bytes(page[0].data) == b'{"i": 1}' and page[0].ts == events[0].ts
+    _, tail = await reader.head_and_page(chan, PAGE)
+    assert [r.seq for r in tail] == [PAGE + 1, PAGE + 2]
+    assert tail == await reader.page(chan, PAGE), "the same rows as the page query"
