@@ -1,9 +1,10 @@
 """The read side of ``channel_events``: a channel's head and pages of events after a seq.
 
-Queries run on an autocommit pooled connection (one round trip each, no BEGIN/COMMIT): both
-are single statements, and Postgres is the source of truth a subscriber replays and backfills from.
-Both are prepared on every new pooled connection (psycopg waits for a query's fifth use by
-default): the first replays on each connection were the slow tail of the catch-up benchmark.
+Queries run on an autocommit pooled connection (one round trip each, no BEGIN/COMMIT): each is
+a single statement, and Postgres is the source of truth a subscriber replays and backfills from.
+A new subscription reads the head and its first page in one statement. All three are prepared on
+every new pooled connection (psycopg waits for a query's fifth use by default): the first replays
+on each connection were the slow tail of the catch-up benchmark.
 """
 
 from __future__ import annotations

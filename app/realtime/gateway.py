@@ -25,7 +25,7 @@ from app.realtime import protocol
 from app.realtime.access import may_follow
 from app.realtime.direct import text_frame
 from app.realtime.hub import RedisHub
-from app.realtime.outbox import MERGE_MAX, LiveEvent
+from app.realtime.outbox import MERGE_MAX, LiveEvent, ws_frame_text
 from app.realtime.protocol import Close, ErrorCode
 from app.realtime.subscription import Subscription
 from observability.logging import get_logger
@@ -87,12 +87,6 @@ def consecutive(events: list[LiveEvent]) -> list[list[LiveEvent]]:
         else:
             runs.append([event])
     return runs
-
-
-def _frame_text(run: list[LiveEvent]) -> str:
-    if len(run) == 1:
-        return run[0].ws_text
-    return protocol.events_frame(run[0].channel, [event.element for event in run])
 
 
 class Gateway:
@@ -253,13 +247,18 @@ class Gateway:
             if channel in self.index and (event := _live_event(payload)) is not None:
                 arrived.setdefault(channel, []).append(event)
         for channel, events in arrived.items():
-            subs = self.index.get(channel)
-            for run in consecutive(events) if subs else ():
-                frame = text_frame(_frame_text(run).encode())
-                for sub in list(subs or ()):
-                    sub.on_live_run(run, frame)
-            for event in events:
-                event.done()  # the dispatcher's own hold
+            try:
+                subs = list(self.index.get(channel, ()))
+                for run in consecutive(events):
+                    frame = text_frame(ws_frame_text(run).encode())
+                    for sub in subs:
+                        sub.on_live_run(run, frame)
+            except Exception as exc:  # a bug, not a state: never leave a subscriber silently behind
+                log.warning("realtime_dispatch_failed", error=type(exc).__name__, channel_kind=channel.split(":", 1)[0])
+                self.resync(channel)
+            finally:
+                for event in events:
+                    event.done()  # the dispatcher's own hold
 
     def resync(self, channel: str) -> None:
         for sub in list(self.index.get(channel, ())):

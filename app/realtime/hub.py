@@ -30,7 +30,9 @@ CONFIRM_WAIT_S = 2.0
 LINGER_S = 5.0
 """How long a channel stays subscribed on Redis after its last subscriber here left: a client that
 reconnects (a reload, a network blip, a gateway draining or ageing its sockets) resubscribes
-without waiting for a SUBSCRIBE round trip; announcements meanwhile are dropped unread."""
+without waiting for a SUBSCRIBE round trip; announcements meanwhile are read and dropped (no
+subscriber). A channel released before Redis confirmed it lingers too, so that no UNSUBSCRIBE is
+ever sent while its SUBSCRIBE is outstanding."""
 
 
 def backoff(attempt: int) -> float:
@@ -66,10 +68,10 @@ class RedisHub:
         :data:`CONFIRM_WAIT_S`, in which case the channel is backfilled when it is confirmed)."""
         self._refs[channel] = self._refs.get(channel, 0) + 1
         if (linger := self._lingering.pop(channel, None)) is not None:
-            linger.cancel()  # still subscribed (and confirmed, unless Redis reconnected meanwhile)
+            linger.cancel()  # its SUBSCRIBE was sent on this connection (a reconnect ends every linger)
         if channel in self._confirmed:
             return
-        if self._refs[channel] == 1 and self._conn is not None:
+        if self._refs[channel] == 1 and linger is None and self._conn is not None:
             with contextlib.suppress(ConnectionError):
                 self._conn.subscribe(ANNOUNCE_PREFIX + channel)
         waiter = asyncio.get_running_loop().create_future()
@@ -90,10 +92,12 @@ class RedisHub:
             return
         self._refs.pop(channel, None)
         self._resync.discard(channel)
-        if channel in self._confirmed and self._conn is not None:
+        if (previous := self._lingering.pop(channel, None)) is not None:
+            previous.cancel()
+        if self._conn is not None:
             self._lingering[channel] = asyncio.get_running_loop().call_later(LINGER_S, self._unsubscribe, channel)
         else:
-            self._unsubscribe(channel)
+            self._confirmed.discard(channel)  # no connection, no subscription: the next one starts clean
 
     def _unsubscribe(self, channel: str) -> None:
         self._lingering.pop(channel, None)
@@ -176,17 +180,21 @@ class RedisHub:
 
     async def _ping(self, conn: PubSubConnection, heard: list[float]) -> None:
         """PING every :data:`PING_EVERY_S`; abort the connection (the read then fails and the
-        supervisor reconnects) when nothing at all came for :data:`SILENCE_LIMIT_S`. A watchdog
+        supervisor reconnects) once nothing at all came for :data:`SILENCE_LIMIT_S`. A watchdog
         rather than a timeout around each read: no timer per announcement."""
         loop = asyncio.get_running_loop()
-        with contextlib.suppress(ConnectionError):
-            while True:
-                await asyncio.sleep(PING_EVERY_S)
-                if loop.time() - heard[0] > SILENCE_LIMIT_S:
-                    log.warning("redis_subscriber_silent", silent_s=round(loop.time() - heard[0], 1))
-                    conn.abort()
-                    return
-                conn.ping()
+        next_ping = loop.time() + PING_EVERY_S
+        while True:
+            await asyncio.sleep(max(0.0, min(next_ping, heard[0] + SILENCE_LIMIT_S) - loop.time()))
+            now = loop.time()
+            if now - heard[0] >= SILENCE_LIMIT_S:
+                log.warning("redis_subscriber_silent", silent_s=round(now - heard[0], 1))
+                conn.abort()
+                return
+            if now >= next_ping:
+                next_ping = now + PING_EVERY_S
+                with contextlib.suppress(ConnectionError):  # closing: the read ends by itself
+                    conn.ping()
 
     def _handle(self, replies: list[Any]) -> None:
         """One read's replies, in order. Announcements that arrived together go to the dispatcher
@@ -214,7 +222,7 @@ class RedisHub:
             log.warning("realtime_dispatch_failed", error=type(exc).__name__)
 
     def _confirm(self, channel: str) -> None:
-        if channel not in self._refs:
+        if channel not in self._refs and channel not in self._lingering:
             return
         self._confirmed.add(channel)
         for waiter in self._waiters.pop(channel, []):

@@ -169,9 +169,22 @@ class LiveEvent:
             return
         if written and self.pt:
             REALTIME_BROADCAST_LATENCY.observe(max(0.0, time.time() - self.pt))
+            self.pt = 0.0  # once per event: a copy held by a catching-up subscriber is counted again later
         if self.span is not None:
             self.span.end()
             self.span = None
+
+
+def ws_frame_text(events: list[LiveEvent]) -> str:
+    """Consecutive live events of one channel as one WebSocket frame's text: an ``event`` frame for
+    one, an ``events`` frame for several, built once per process (see :meth:`LiveEvent.merged`)."""
+    if len(events) == 1:
+        return events[0].ws_text
+    return events[0].merged("ws", events, _ws_events_frame)
+
+
+def _ws_events_frame(events: list[LiveEvent]) -> str:
+    return protocol.events_frame(events[0].channel, [event.element for event in events])
 
 
 Item = tuple[str, LiveEvent | None]

@@ -67,8 +67,8 @@ class Subscription:
             return  # already delivered (replay and announcement overlap, or a duplicate)
         if self.live:
             if event.seq == self.last + 1:
+                self.sink.push_event(event)  # first: if it raises, a backfill still covers this seq
                 self.last = event.seq
-                self.sink.push_event(event)
                 return
             self.live = False
             self.held.append(event)
@@ -99,8 +99,8 @@ class Subscription:
         while self.held and self.held[0].seq <= self.last + 1:
             event = self.held.pop(0)
             if event.seq == self.last + 1:
+                self.sink.push_event(event)  # first: if it raises, a backfill still covers this seq
                 self.last = event.seq
-                self.sink.push_event(event)
         if not self.held and self._grace is not None:
             self._grace.cancel()
             self._grace = None
@@ -186,8 +186,8 @@ class Subscription:
                 REALTIME_SEQUENCE_GAPS.inc()
                 self.held = held[i:]
                 return True
+            self.sink.push_event(event)  # first: if it raises, a backfill still covers this seq
             self.last = event.seq
-            self.sink.push_event(event)
         return False
 
     async def stop(self) -> None:

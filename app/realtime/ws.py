@@ -20,7 +20,7 @@ from app.realtime import protocol
 from app.realtime.direct import DirectWriter
 from app.realtime.flood import FrameBudget
 from app.realtime.gateway import Gateway, Refusal
-from app.realtime.outbox import LiveEvent
+from app.realtime.outbox import LiveEvent, ws_frame_text
 from app.realtime.protocol import Close, ErrorCode, FrameError
 from app.realtime.session import Session
 
@@ -47,14 +47,10 @@ class WsSession(Session):
         return event.ws_text
 
     def encode_events(self, events: list[LiveEvent]) -> str:
-        return events[0].merged("ws", events, _events_frame)
+        return ws_frame_text(events)
 
     def encode_page(self, channel: str, rows: list[StoredEvent]) -> str:
         return protocol.batch_frame(channel, rows)
-
-
-def _events_frame(events: list[LiveEvent]) -> str:
-    return protocol.events_frame(events[0].channel, [event.element for event in events])
 
 
 async def serve_ws(gateway: Gateway, scope: Scope, receive: Receive, send: Send) -> None:

@@ -284,3 +284,32 @@ async def test_a_channel_lingers_subscribed_after_its_last_subscriber(server_dir
         finally:
             await hub.stop()
             await redis.aclose()
+
+
+async def test_a_channel_released_before_its_confirmation_is_not_unsubscribed_under_a_new_subscriber(
+        server_dir: Path) -> None:
+    """The last subscriber leaving while the SUBSCRIBE is still unanswered does not send an
+    UNSUBSCRIBE that could land after a returning subscriber's confirmation: the channel lingers,
+    the returning subscriber waits for the one confirmation, and announcements reach it."""
+    received: list[bytes] = []
+    for server in started(RedisServer(server_dir)):
+        hub = RedisHub(server.url, on_messages=lambda ms: received.extend(p for _, p in ms),
+                       on_resync=lambda _: None)
+        redis = Redis.from_url(server.url)
+        hub.start()
+        try:
+            async with asyncio.timeout(WAIT_S):
+                while not hub.connected:  # noqa: ASYNC110 - bounded by the timeout above
+                    await asyncio.sleep(0.01)
+                first = asyncio.create_task(hub.acquire("job:early"))
+                await asyncio.sleep(0)  # the SUBSCRIBE is on its way, unanswered
+                hub.release("job:early")
+                await hub.acquire("job:early")
+                await first
+                assert dict(await redis.pubsub_numsub("dw:events:job:early"))[b"dw:events:job:early"] == 1
+                await redis.publish("dw:events:job:early", b"for-the-returning-subscriber")
+                while not received:  # noqa: ASYNC110 - bounded by the timeout above
+                    await asyncio.sleep(0.01)
+        finally:
+            await hub.stop()
+            await redis.aclose()

@@ -43,6 +43,9 @@ class Sink:
         self.paused = asyncio.Event()
         self._gate: asyncio.Event | None = None
         self._progress = asyncio.Event()
+        self.direct = False
+        """True: ``write_now`` takes every frame (a WebSocket with an idle, direct writer)."""
+        self.frames: list[bytes] = []
 
     def hold_pages(self) -> None:
         self._gate = asyncio.Event()
@@ -59,7 +62,9 @@ class Sink:
         return True
 
     def write_now(self, frame: bytes) -> bool:
-        return False  # no synchronous writer here: every event takes on_live's path
+        if self.direct:
+            self.frames.append(frame)
+        return self.direct
 
     async def put_page(self, channel: str, rows: list[StoredEvent]) -> bool:
         if self._gate is not None:
@@ -307,3 +312,59 @@ async def test_head_and_page_in_one_statement(reader: EventReader, owner_conn: O
     _, tail = await reader.head_and_page(chan, PAGE)
     assert [r.seq for r in tail] == [PAGE + 1, PAGE + 2]
     assert tail == await reader.page(chan, PAGE), "the same rows as the page query"
+
+
+async def test_a_run_goes_out_as_one_frame_only_right_behind_last(reader: EventReader, owner_conn: OwnerConn) -> None:
+    """A live subscription right behind a run takes it as the one frame offered (``last`` moves to
+    the run's end); a run that overlaps what was delivered, or one offered while catching up, goes
+    event by event (the overlap skipped); a socket that cannot write now gets it event by event."""
+    chan, sink = channel(), Sink()
+    sub = await live_subscription(reader, sink, chan)
+    events = [announced(e) for e in await commit(owner_conn, chan, 6)]
+    sink.direct = True
+    sub.on_live_run(events[0:2], b"frame-1-2")
+    assert sink.frames == [b"frame-1-2"] and sub.last == 2 and sink.delivered == []
+    sub.on_live_run(events[1:4], b"frame-2-4")  # overlaps seq 2: not right behind last
+    assert sink.frames == [b"frame-1-2"] and sink.delivered == [("live", 3), ("live", 4)] and sub.last == 4
+    sink.direct = False
+    sub.on_live_run(events[4:6], b"frame-5-6")  # the socket is busy: one by one, in order
+    assert sink.frames == [b"frame-1-2"] and sink.delivered[-2:] == [("live", 5), ("live", 6)]
+    assert sub.live and sub.last == 6
+    await sub.stop()
+
+
+class Broken(Sink):
+    """A sink whose first live delivery raises (a bug in a frame's path, not a closed socket)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failures = 1
+
+    def push_event(self, event: LiveEvent) -> bool:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("boom")
+        return super().push_event(event)
+
+
+async def test_a_dispatch_that_fails_backfills_instead_of_leaving_a_gap(reader: EventReader, migrated: str,
+                                                                        owner_conn: OwnerConn) -> None:
+    """An exception while dispatching a read's announcements is logged and the channel's
+    subscribers backfill from Postgres: a quiet channel's last events are not lost until the next
+    one, and every event's hold is released."""
+    from app.config import Settings
+    from app.events import ChannelOwners
+    from app.realtime.gateway import Gateway
+
+    gateway = Gateway(settings=Settings(env="test", database_url=migrated, redis_url="redis://127.0.0.1:1/0",
+                                        jwt_secret="x" * 32), db=reader.db, owners=ChannelOwners())
+    chan, sink = channel(), Broken()
+    sub = await live_subscription(reader, sink, chan)
+    gateway.index[chan] = {sub}
+    stored = await commit(owner_conn, chan, 3)
+    gateway.dispatch([(chan, e.announcement({}, time.time())) for e in stored])
+    async with asyncio.timeout(WAIT_S):
+        while sub.last < 3 or not sub.live:  # noqa: ASYNC110 - bounded by the timeout
+            await asyncio.sleep(0.01)
+    assert sink.delivered == [("page", 1), ("page", 2), ("page", 3)]
+    await sub.stop()
