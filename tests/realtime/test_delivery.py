@@ -115,3 +115,18 @@ async def test_a_burst_out_of_order_and_with_garbage_is_delivered_in_order(
     await client.wait_seq(channel, 7)
     assert_exactly(client, channel, 1, 7)
     await client.close()
+
+
+async def test_a_token_in_the_query_string_never_reaches_the_logs(rt_api: Realtime, admin: str) -> None:
+    """Browsers pass the token as ``?token=`` on /ws; the server's handshake line (uvicorn logs
+    ``"WebSocket /ws?..." [accepted]`` at info) must not carry it. The serving process runs at
+    LOG_LEVEL=INFO here."""
+    channel = channel_name()
+    client = await Client.open(rt_api.url, admin)  # the token in the query string
+    await client.subscribe(channel)
+    await client.wait_op("caught_up", channel)
+    await client.close()
+    signature = admin.rsplit(".", 1)[-1]
+    text = rt_api.streams.log_path.read_text(errors="replace")
+    assert text, "the serving process logged nothing at all: this test would prove nothing"
+    assert signature not in text
