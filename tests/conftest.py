@@ -9,6 +9,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psycopg
@@ -136,8 +137,10 @@ def spawn(workdir: Path, base_env: dict[str, str]) -> Iterator[Callable[..., Ser
         return proc.start()
 
     yield make
-    for proc in reversed(started):
-        proc.stop()
+    # All at once: each drains on SIGTERM (sockets closed with 1001, jobs finished), and one by one
+    # the end of the session took about a minute.
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(ServiceProcess.stop, reversed(started)))
 
 
 @pytest.fixture(scope="session")
