@@ -1,12 +1,15 @@
 """structlog set-up: one JSON object a line with ``timestamp``, ``level``, ``msg``, trace ids.
 
 Secrets and draft content never reach a log line: :func:`redact` drops known-sensitive keys
-whatever the caller passed, so a careless ``log.info(..., payload=body)`` cannot leak.
+whatever the caller passed, so a careless ``log.info(..., payload=body)`` cannot leak, and
+:func:`redact_url_tokens` blanks a token in a URL that a library writes into its message (uvicorn
+logs each WebSocket handshake as ``"WebSocket /ws?token=..." [accepted]``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -36,6 +39,18 @@ def redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return event
 
 
+_URL_TOKEN = re.compile(r"([?&](?:access_)?token=)[^&\s\"']+", re.IGNORECASE)
+
+
+def redact_url_tokens(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Blank the value of ``token=`` in any query string in the message (streams take the session
+    as ``?token=``, since a browser cannot set headers on a WebSocket or an EventSource)."""
+    message = event.get("event")
+    if isinstance(message, str) and "oken=" in message:
+        event["event"] = _URL_TOKEN.sub(r"\1[redacted]", message)
+    return event
+
+
 def shared_processors() -> list[Processor]:
     """Processors for both structlog and stdlib records (SAQ, Granian, psycopg)."""
     return [
@@ -44,6 +59,7 @@ def shared_processors() -> list[Processor]:
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         add_trace_ids,
         redact,
+        redact_url_tokens,
         structlog.processors.format_exc_info,
         structlog.processors.EventRenamer("msg"),
     ]

@@ -45,6 +45,8 @@ class _Memo:
 
 
 _memo = _Memo()
+framed = _memo.framed
+"""``text`` as one frame's bytes, framed once however many sockets (or the dispatcher) ask."""
 
 
 class DirectWriter:

@@ -23,7 +23,7 @@ from app.db import Database
 from app.events import ChannelOwners, EventReader, decode_announcement, utc_iso_ms
 from app.realtime import protocol
 from app.realtime.access import may_follow
-from app.realtime.direct import text_frame
+from app.realtime.direct import framed
 from app.realtime.hub import RedisHub
 from app.realtime.outbox import MERGE_MAX, LiveEvent, ws_frame_text
 from app.realtime.protocol import Close, ErrorCode
@@ -250,7 +250,7 @@ class Gateway:
             try:
                 subs = list(self.index.get(channel, ()))
                 for run in consecutive(events):
-                    frame = text_frame(ws_frame_text(run).encode())
+                    frame = framed(ws_frame_text(run))
                     for sub in subs:
                         sub.on_live_run(run, frame)
             except Exception as exc:  # a bug, not a state: never leave a subscriber silently behind

@@ -10,7 +10,6 @@ gives every WebSocket tungstenite's default 128 KiB read buffer (no setting chan
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -68,20 +67,7 @@ def uvicorn(target: str, settings: Settings, *, ws: str = "websockets-sansio") -
         timeout_graceful_shutdown=KILL_TIMEOUT_S,
         proxy_headers=False,
     )
-    logging.getLogger("uvicorn.error").addFilter(NoQueryString())
     _server_class()(config).run()
-
-
-class NoQueryString(logging.Filter):
-    """uvicorn logs each WebSocket handshake at info as ``"WebSocket /ws?token=..." [accepted]``:
-    the query string holds the client's token (a browser cannot set headers on a WebSocket), so
-    the line keeps the path and drops the query string."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(record.msg, str) and '"WebSocket %s"' in record.msg and isinstance(args, tuple) and len(args) > 1:
-            record.args = (args[0], str(args[1]).split("?", 1)[0], *args[2:])
-        return True
 
 
 def _server_class() -> Any:
