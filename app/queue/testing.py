@@ -6,6 +6,8 @@ spawns). They let the tests drive failure, timeout and crash paths through a rea
 - ``fail_unless_allowed(gate)``: raises until Redis key ``dwtest:allow:<gate>`` exists.
 - ``sleep_for(seconds, mark)``: sleeps, then (if ``mark``) adds the job key to ``dwtest:done:<mark>``.
 - ``noop``: returns at once (the benchmark's job).
+- ``stubborn(seconds)``: sleeps and ignores cancellation meanwhile (a handler stuck in work that
+  cannot be interrupted), so a worker's shutdown hangs on it.
 """
 
 from __future__ import annotations
@@ -38,4 +40,14 @@ def test_functions(redis: Redis) -> dict[str, Any]:
     async def noop(ctx: dict[str, Any], **_: Any) -> None:
         return None
 
-    return {f.__name__: f for f in (always_fail, fail_unless_allowed, sleep_for, noop)}
+    async def stubborn(ctx: dict[str, Any], *, seconds: float) -> str:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (left := end - loop.time()) > 0:
+            try:
+                await asyncio.sleep(left)
+            except asyncio.CancelledError:
+                continue  # the point: this handler does not let go
+        return "done"
+
+    return {f.__name__: f for f in (always_fail, fail_unless_allowed, sleep_for, noop, stubborn)}

@@ -5,6 +5,7 @@ re-run quickly, and ``job_duration_seconds`` / ``job_wait_seconds``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -133,6 +134,31 @@ class DraftwireWorker(Worker[Any]):
         super().__init__(*args, **kwargs)
         self._cron_declared_at = 0.0
         self._cron_slots: dict[str, int] = {}
+
+    async def upkeep(self) -> list[asyncio.Task[None]]:
+        """SAQ's upkeep loops (abort, schedule, sweep, worker info), except that their sleeps
+        end when the worker stops: with SAQ's plain sleeps a SIGTERM waited out the longest one
+        (worker info, 10 s) before the process could exit."""
+
+        async def poll(func: Callable[[int], Awaitable[Any]], every: int, arg: int | None = None) -> None:
+            while not self.event.is_set():
+                try:
+                    await func(arg or every)
+                except (Exception, asyncio.CancelledError):
+                    if self.event.is_set():
+                        return
+                    log.exception("queue_upkeep_failed", queue=self.queue.name, step=getattr(func, "__name__", "?"))
+                if every:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.event.wait(), every)
+
+        timers = self.timers
+        return [
+            asyncio.create_task(poll(self.abort, timers["abort"])),
+            asyncio.create_task(poll(self.schedule, timers["schedule"])),
+            asyncio.create_task(poll(self.queue.sweep, timers["sweep"])),
+            asyncio.create_task(poll(self.worker_info, timers["worker_info"], timers["worker_info"] + 1)),
+        ]
 
     async def schedule(self, lock: int = 1) -> None:
         """SAQ's schedule step. Its ``lock`` (whole seconds) is not used: one worker moves due

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from app.queue import testing
 from app.queue.names import AUTOSAVE, BUILD, QUEUES
 from app.queue.worker import AUTOSAVE_SCHEDULE_TICK_S, SCHEDULE_TICK_S, SWEEP_EVERY_S, CronJob, DraftwireWorker, traced
 from app.roles.metrics_server import serve_metrics
+from app.roles.shutdown import ExitWatchdog, bounded
 from app.roles.tuning import tune_gc
 from observability import tracing
 from observability.logging import get_logger
@@ -30,6 +32,16 @@ log = get_logger("app.worker")
 MAINTENANCE_CONCURRENCY = 2
 CANCEL_DEADLINE_S = 2.0
 """After the shutdown grace, cancelled jobs get this long to go back to their queue."""
+CLOSE_BUDGET_S = 1.5
+"""After the queues stopped: services, probes and connections close within this, all together."""
+EXIT_MARGIN_S = 1.0
+"""The watchdog ends a shutdown still running this long after the grace, the cancel deadline and
+the close budget: 25 + 2 + 1.5 + 1 = 29.5 s after SIGTERM with the default grace."""
+
+
+def exit_bound(grace: float) -> float:
+    """Seconds from SIGTERM to the latest exit: the watchdog's deadline (29.5 s by default)."""
+    return grace + CANCEL_DEADLINE_S + CLOSE_BUDGET_S + EXIT_MARGIN_S
 
 
 class Worker(DraftwireWorker):
@@ -113,6 +125,7 @@ async def run(settings: Settings) -> None:
     server = await serve_metrics(settings.worker_metrics_port)
     tune_gc()
     stop = asyncio.Event()
+    watchdog = ExitWatchdog(exit_bound(settings.shutdown_grace))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
@@ -126,14 +139,20 @@ async def run(settings: Settings) -> None:
         runs = [asyncio.create_task(w.start(), name=f"worker-{w.queue.name}") for w in workers]
     try:
         await stop.wait()
-        log.info("worker_draining", grace_s=settings.shutdown_grace)
+        watchdog.arm()
+        running = sum(len(w.job_task_contexts) for w in workers)
+        log.info("worker_draining", grace_s=settings.shutdown_grace, running_jobs=running)
     finally:
         for worker in workers:
             worker.event.set()
-        await asyncio.gather(*runs, return_exceptions=True)
+        # SAQ waits the grace for running jobs, then cancels them (back to their queue) and
+        # waits CANCEL_DEADLINE_S more; the rest of the exit has CLOSE_BUDGET_S.
+        await bounded("workers", asyncio.gather(*runs, return_exceptions=True),
+                      settings.shutdown_grace + CANCEL_DEADLINE_S + 0.5)
+        closing = time.monotonic() + CLOSE_BUDGET_S
         for service in reversed(services):
-            await service.stop()
+            await bounded(f"service {type(service).__name__}", service.stop(), closing - time.monotonic())
         server.close()
-        await readiness.stop()
-        await platform.close()
+        await bounded("readiness", readiness.stop(), closing - time.monotonic())
+        await bounded("platform", platform.close(), closing - time.monotonic())
         log.info("worker_stopped")

@@ -102,7 +102,7 @@ async def test_sigterm_to_a_socket_process_resumes_elsewhere(role: str, chaos: C
     record(f"sigterm_{role}", exit_code=code, exit_s=round(exit_s, 1), sockets=SOCKETS,
            close_codes=sorted(set(closes)), events=final, gaps=gaps, duplicates=duplicates, drafts=len(saver.latest),
            lost=lost, rolled_back=rolled_back, refused=saver.refused)
-    assert code == 0 and exit_s < DRAIN_BOUND_S
+    assert code == 0 and exit_s < DRAIN_BOUND_S, f"exit {code} after {exit_s:.1f} s; its log ends:\n{victim.tail(60)}"
     assert set(closes) == {1001}, closes
     assert gaps == 0 and duplicates == 0
     assert lost == 0 and rolled_back == 0
@@ -129,6 +129,6 @@ async def test_sigterm_to_a_worker_under_load(chaos: ChaosStack, saver: Saver) -
     lost, rolled_back = await saver.losses()
     record("sigterm_worker", exit_code=code, exit_s=round(exit_s, 1), drafts=len(saver.latest),
            saves=sum(saver.latest.values()), lost=lost, rolled_back=rolled_back, persisted_after_load_s=round(persisted_s, 1))
-    assert code == 0 and exit_s < DRAIN_BOUND_S
+    assert code == 0 and exit_s < DRAIN_BOUND_S, f"exit {code} after {exit_s:.1f} s; its log ends:\n{first.tail(60)}"
     assert saver.refused == {}
     assert lost == 0 and rolled_back == 0

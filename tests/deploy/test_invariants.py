@@ -19,8 +19,6 @@ SECRET_NAMES = {"JWT_SECRET", "DATABASE_URL", "REDIS_URL", "POSTGRES_PASSWORD"}
 CONTRACT_DRAIN_S = 30.0
 """CONTRACT.md, Realtime: on SIGTERM the API/gateway closes sockets, flushes autosaves and exits
 within 30 s (Granian's workers_kill_timeout in app/cli.py is the same 30 s)."""
-WORKER_HARD_DEADLINE_S = float(worker_role.CANCEL_DEADLINE_S)
-"""After the shutdown grace, cancelled jobs get this long to return to their queue."""
 PENDING_NAMES = {
     "REALTIME_COMPRESSION": "the gateway issue",
     "REALTIME_MAX_CONNECTION_AGE": "the gateway issue",
@@ -109,7 +107,7 @@ def test_grace_periods_cover_each_drain(overlay: str) -> None:
     serving = max(CONTRACT_DRAIN_S, settings.api_request_timeout, drain_grace)
     shutdown = float(settings_of_worker_grace(overlay))
     assert settings.worker_task_timeout <= shutdown, "an ordinary job could outlive the worker's drain"
-    budgets = {"api": serving, "gateway": serving, "worker": shutdown + WORKER_HARD_DEADLINE_S}
+    budgets = {"api": serving, "gateway": serving, "worker": worker_role.exit_bound(shutdown)}
     for role, budget in budgets.items():
         pod = pod_spec(named(overlay, "Deployment", f"draftwire-{role}"))
         (container,) = pod["containers"]

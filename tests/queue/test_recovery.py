@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from app.autosave.flush import LEASE_MS
 from app.autosave.store import DIRTY, FLUSHING_PREFIX
 from app.queue.worker import HEARTBEAT_S, SWEEP_EVERY_S
+from app.roles.shutdown import STUCK_EXIT_CODE
 from tests.queue.conftest import auth, client, enqueue, eventually, job_status, logged, open_queues, queue_env
 from tests.support.processes import ServiceProcess
 
@@ -89,6 +90,35 @@ async def test_sigterm_drains_and_returns_the_rest(
             lambda: redis.smembers(f"dwtest:done:{mark}"), lambda s: len(s) >= len(short) + len(long), timeout=40
         )
         assert {k.decode() for k in done} == set(short + long)
+    finally:
+        await redis.aclose()
+
+
+async def test_a_shutdown_that_hangs_still_exits_in_time_and_says_where(
+    spawn: Callable[..., ServiceProcess], isolated_redis_url: str
+) -> None:
+    """A job that ignores cancellation cannot hold a SIGTERMed worker past its bound: the job
+    goes back to its queue, the watchdog ends the process (exit 70) before grace + 4.5 s, and
+    the log says where it hung: ``shutdown_step_overran`` lists the waiting tasks (the stuck
+    handler among them), ``shutdown_overran`` precedes the threads' stacks."""
+    env = queue_env(isolated_redis_url, WORKER_TASK_TIMEOUT="60s", DRAFTWIRE_SHUTDOWN_GRACE="1s")
+    first = spawn("worker", **env)
+    redis, queues = await open_queues(isolated_redis_url)
+    queue = queues[BUILD]
+    try:
+        key = await enqueue(queue, "stubborn", timeout=60, seconds=60)
+        await eventually(lambda: job_status(queue, key), lambda s: s == "active", timeout=10)
+        stopped_at = time.monotonic()
+        code = first.stop()
+        took = time.monotonic() - stopped_at
+        assert code == STUCK_EXIT_CODE, first.tail(30)
+        assert took < 1 + 4.5 + 1, took  # grace + cancel + close + margin, plus process start-up slack
+        assert logged(first, "shutdown_overran"), first.tail(30)
+        overran = logged(first, "shutdown_step_overran")
+        assert any("stubborn" in task for line in overran for task in line["tasks"]), overran  # names the culprit
+        assert key in [line["job_id"] for line in logged(first, "job_failed_retrying")]
+        job = (await queue.jobs([key]))[0]
+        assert job is not None and job.status.value == "queued", job
     finally:
         await redis.aclose()
 
