@@ -3,8 +3,10 @@ the API restarts or Redis is killed mid-build, or when the page has to use SSE."
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import psycopg
@@ -50,19 +52,33 @@ def _assert_whole_build(page: Page, job_id: str, sections: int) -> None:
     assert shown == expected
 
 
-def _published(stack: Stack, job_id: str) -> int:
-    with psycopg.connect(stack.database_url) as conn:
-        row = conn.execute("SELECT coalesce(max(seq), 0) FROM channel_events WHERE channel = %s", (f"job:{job_id}",))
-        return int(row.fetchone()[0])  # type: ignore[index]
+def _published(stack: Stack, job_id: str, conn: psycopg.Connection[Any] | None = None) -> int:
+    if conn is None:
+        with psycopg.connect(stack.database_url, autocommit=True) as own:
+            return _published(stack, job_id, own)
+    row = conn.execute("SELECT coalesce(max(seq), 0) FROM channel_events WHERE channel = %s", (f"job:{job_id}",))
+    return int(row.fetchone()[0])  # type: ignore[index]
 
 
 def _freeze_mid_build(stack: Stack, page: Page, job_id: str) -> int:
-    """Let the page see some sections, then freeze the worker; the build is provably unfinished."""
-    page.wait("window.__draftwire.build.sections.length >= 5", what="the first sections")
-    stack.pause_worker()
-    published = _published(stack, job_id)
-    assert published < LONG + 2, "the build finished before it could be interrupted"
-    return published
+    """Freeze the worker once the build has published a few sections, then let the page see
+    them: the build is provably unfinished. The sections are watched in Postgres, not through the
+    page: in a CI rehearsal on a slow host the whole build was done before the browser showed five
+    sections. On any failure the worker is thawed, so one failure does not stall the next tests."""
+    try:
+        with psycopg.connect(stack.database_url, autocommit=True) as conn:
+            deadline = time.monotonic() + 20
+            while _published(stack, job_id, conn) < 6:  # build.started and five sections
+                assert time.monotonic() < deadline, "the build published no five sections in 20 s"
+                time.sleep(0.005)
+        stack.pause_worker()
+        published = _published(stack, job_id)
+        assert published < LONG + 2, "the build finished before it could be interrupted"
+        page.wait("window.__draftwire.build.sections.length >= 5", what="the first sections")
+        return published
+    except BaseException:
+        stack.resume_worker()
+        raise
 
 
 def test_build_streams_every_section_in_order(stack: Stack, browser: Browser) -> None:
