@@ -148,9 +148,11 @@ class DraftwireWorker(Worker[Any]):
                     if self.event.is_set():
                         return
                     log.exception("queue_upkeep_failed", queue=self.queue.name, step=getattr(func, "__name__", "?"))
-                if every:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self.event.wait(), every)
+                if not every:
+                    await asyncio.sleep(0)  # as SAQ's loop: yield even when the step did not
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.event.wait(), every)
 
         timers = self.timers
         return [

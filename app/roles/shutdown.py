@@ -86,10 +86,6 @@ class ExitWatchdog:
         self._timer.name = "exit-watchdog"
         self._timer.start()
 
-    def disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-
     def _fire(self) -> None:
         log.error("shutdown_overran", after_s=round(self.after, 1), exit_code=STUCK_EXIT_CODE,
                   hint="the stacks below (stderr) show where it hung")

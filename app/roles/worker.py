@@ -32,11 +32,14 @@ log = get_logger("app.worker")
 MAINTENANCE_CONCURRENCY = 2
 CANCEL_DEADLINE_S = 2.0
 """After the shutdown grace, cancelled jobs get this long to go back to their queue."""
+STOP_SLACK_S = 0.5
+"""SAQ's own steps after the cancel deadline (putting cancelled jobs back, closing its pool)."""
 CLOSE_BUDGET_S = 1.5
 """After the queues stopped: services, probes and connections close within this, all together."""
 EXIT_MARGIN_S = 1.0
 """The watchdog ends a shutdown still running this long after the grace, the cancel deadline and
-the close budget: 25 + 2 + 1.5 + 1 = 29.5 s after SIGTERM with the default grace."""
+the close budget: 25 + 2 + 1.5 + 1 = 29.5 s after SIGTERM with the default grace (STOP_SLACK_S
+comes out of this margin)."""
 
 
 def exit_bound(grace: float) -> float:
@@ -148,7 +151,7 @@ async def run(settings: Settings) -> None:
         # SAQ waits the grace for running jobs, then cancels them (back to their queue) and
         # waits CANCEL_DEADLINE_S more; the rest of the exit has CLOSE_BUDGET_S.
         await bounded("workers", asyncio.gather(*runs, return_exceptions=True),
-                      settings.shutdown_grace + CANCEL_DEADLINE_S + 0.5)
+                      settings.shutdown_grace + CANCEL_DEADLINE_S + STOP_SLACK_S)
         closing = time.monotonic() + CLOSE_BUDGET_S
         for service in reversed(services):
             await bounded(f"service {type(service).__name__}", service.stop(), closing - time.monotonic())

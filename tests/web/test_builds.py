@@ -52,10 +52,7 @@ def _assert_whole_build(page: Page, job_id: str, sections: int) -> None:
     assert shown == expected
 
 
-def _published(stack: Stack, job_id: str, conn: psycopg.Connection[Any] | None = None) -> int:
-    if conn is None:
-        with psycopg.connect(stack.database_url, autocommit=True) as own:
-            return _published(stack, job_id, own)
+def _published(conn: psycopg.Connection[Any], job_id: str) -> int:
     row = conn.execute("SELECT coalesce(max(seq), 0) FROM channel_events WHERE channel = %s", (f"job:{job_id}",))
     return int(row.fetchone()[0])  # type: ignore[index]
 
@@ -68,11 +65,11 @@ def _freeze_mid_build(stack: Stack, page: Page, job_id: str) -> int:
     try:
         with psycopg.connect(stack.database_url, autocommit=True) as conn:
             deadline = time.monotonic() + 20
-            while _published(stack, job_id, conn) < 6:  # build.started and five sections
+            while _published(conn, job_id) < 6:  # build.started and five sections
                 assert time.monotonic() < deadline, "the build published no five sections in 20 s"
                 time.sleep(0.005)
-        stack.pause_worker()
-        published = _published(stack, job_id)
+            stack.pause_worker()
+            published = _published(conn, job_id)
         assert published < LONG + 2, "the build finished before it could be interrupted"
         page.wait("window.__draftwire.build.sections.length >= 5", what="the first sections")
         return published
