@@ -13,6 +13,9 @@ is not a uvicorn protocol method, so under Granian nothing here applies.
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import struct
 from typing import Any
 
 _UVICORN_SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl"
@@ -47,6 +50,32 @@ class _Memo:
 _memo = _Memo()
 framed = _memo.framed
 """``text`` as one frame's bytes, framed once however many sockets (or the dispatcher) ask."""
+
+
+def abort(send: Any) -> bool:
+    """Reset the connection behind ``send`` now, without a close handshake; False where the
+    server gives no handle on it (Granian, whose close waits on the peer without a bound).
+
+    For a peer that stopped reading, so that its close frame cannot leave: under uvicorn, closing
+    a transport that still holds unsent bytes waits for the peer to read them, and a peer that
+    keeps its TCP connection alive without reading keeps the socket and its write buffer (up to
+    about 125 KiB) open for good, and holds a SIGTERMed uvicorn in its 30 s graceful wait."""
+    proto = getattr(send, "__self__", None)
+    if proto is None or type(proto).__module__.split(".")[0] != "uvicorn" or not hasattr(proto, "transport"):
+        return False
+    reset(proto.transport)
+    return True
+
+
+def reset(transport: Any) -> None:
+    """Close ``transport`` with a TCP reset: the unsent bytes in it and in the kernel are dropped
+    at once. A plain abort closes the descriptor, but the kernel still holds what the peer has
+    not taken (in FIN-WAIT-1, for as long as the peer keeps acknowledging zero-window probes)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 class DirectWriter:

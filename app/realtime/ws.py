@@ -16,7 +16,7 @@ from typing import Any, cast
 from litestar.types import Receive, Scope, Send, WebSocketAcceptEvent, WebSocketSendEvent
 
 from app.events import StoredEvent
-from app.realtime import protocol
+from app.realtime import direct, protocol
 from app.realtime.direct import DirectWriter
 from app.realtime.flood import FrameBudget
 from app.realtime.gateway import Gateway, Refusal
@@ -25,7 +25,8 @@ from app.realtime.protocol import Close, ErrorCode, FrameError
 from app.realtime.session import Session
 
 CLOSE_SEND_TIMEOUT_S = 1.0
-"""A close frame to a client that stopped reading may never leave; do not wait for it longer."""
+"""A close frame to a client that stopped reading may never leave; do not wait for it longer, and
+then drop the connection (:func:`app.realtime.direct.abort`)."""
 
 
 class WsSession(Session):
@@ -77,9 +78,12 @@ async def serve_ws(gateway: Gateway, scope: Scope, receive: Receive, send: Send)
         await gateway.leave(session)
         if session.closing is not None and not session.disconnected:
             code, reason = session.closing
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(CLOSE_SEND_TIMEOUT_S):
-                    await send({"type": "websocket.close", "code": code, "reason": reason})
+            with contextlib.suppress(Exception):  # the peer went away meanwhile: nothing to close
+                try:
+                    async with asyncio.timeout(CLOSE_SEND_TIMEOUT_S):
+                        await send({"type": "websocket.close", "code": code, "reason": reason})
+                except TimeoutError:
+                    direct.abort(send)  # it stopped reading: do not keep its socket and buffer open
 
 
 async def _receive_loop(session: WsSession, receive: Receive) -> None:

@@ -9,16 +9,22 @@ gives every WebSocket tungstenite's default 128 KiB read buffer (no setting chan
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Iterator
 from typing import Any
 
 from app.config import Settings
+from app.realtime.direct import reset
+from observability.logging import get_logger
 
 WS_MAX_MESSAGE_BYTES = 64 * 1024
 """Largest client frame the server library reassembles before closing with 1009 itself; the
 gateway's own limit (16 KiB, also 1009) sits under it."""
 KILL_TIMEOUT_S = 30
+STALLED_CLOSE_S = 2.0
+"""At uvicorn's shutdown, how long a connection already closing may take to hand its last bytes
+to the peer; after that the peer has stopped reading or vanished, and the socket is dropped."""
 
 
 def granian(target: str, settings: Settings) -> None:
@@ -86,4 +92,33 @@ def _server_class() -> Any:
                 finally:
                     self._captured_signals.clear()
 
+        async def _wait_tasks_to_complete(self) -> None:
+            await drop_stalled(self.server_state.connections, STALLED_CLOSE_S)
+            await super()._wait_tasks_to_complete()
+
     return Server
+
+
+async def drop_stalled(connections: set[Any], within: float) -> int:
+    """Abort the connections still closing after ``within`` s; how many. uvicorn's graceful
+    shutdown waits (30 s) for every connection to go, and a closing transport goes only once the
+    peer has read what is left in it: a client that stopped reading, or vanished without a FIN
+    (a phone that lost its network), would hold every rolling restart for the whole 30 s.
+    Connections still serving a request are not closing, so they keep uvicorn's own wait."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    # uvicorn signals nothing when a connection goes (its own wait polls every 0.1 s)
+    while any(map(_closing, connections)) and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    stalled = [conn for conn in connections if _closing(conn)]
+    for conn in stalled:
+        reset(conn.transport)
+    if stalled:
+        get_logger("app.server").warning("shutdown_dropped_stalled_connections", connections=len(stalled),
+                                          after_s=within)
+    return len(stalled)
+
+
+def _closing(conn: Any) -> bool:
+    transport = getattr(conn, "transport", None)
+    return transport is not None and transport.is_closing()
