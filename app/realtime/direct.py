@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import struct
+from collections.abc import Callable
 from typing import Any
 
 _UVICORN_SANSIO = "uvicorn.protocols.websockets.websockets_sansio_impl"
@@ -111,3 +112,27 @@ class DirectWriter:
             return False
         proto.transport.write(frame)
         return True
+
+    def fused_write_now(self, outbox: Any) -> Callable[[bytes], bool]:
+        """``outbox.write_now`` with this writer's :meth:`write_frame` folded in: the same checks in
+        the same order and the same answers, in one Python call instead of two, on the locals of a
+        closure instead of attribute chains. It is called for every socket and every event of a
+        broadcast, and the merge took 7 % off the gateway's CPU there (decision 0003). ``outbox``
+        is an :class:`app.realtime.outbox.Outbox` built with :meth:`write_frame` as its ``direct``."""
+        proto = self._proto
+        transport = proto.transport
+        write, is_closing, writable = transport.write, transport.is_closing, proto.writable
+
+        def write_now(frame: bytes) -> bool:
+            if outbox.closed or outbox.inflight is not False or outbox.queue:
+                return False
+            if (proto.disconnected or is_closing() or proto.close_sent or not proto.handshake_complete
+                    or not writable.is_set()):
+                return False  # gone (push meets it and closes the socket), or flow control: push
+            try:
+                write(frame)
+            except Exception:  # the peer is gone: push meets the same failure and closes the socket
+                return False
+            return True
+
+        return write_now

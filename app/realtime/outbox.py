@@ -218,8 +218,9 @@ class Outbox:
         self._limit = limit
         self._max_bytes = max_bytes
         self._bytes = 0
-        self._queue: deque[Item] = deque()
-        self._inflight: InFlight = False
+        self.queue: deque[Item] = deque()
+        """Frames waiting behind the one in flight (read, never changed, by ``direct.fused_write_now``)."""
+        self.inflight: InFlight = False
         self._room = asyncio.Event()
         self._room.set()
         self.closed = False
@@ -228,19 +229,19 @@ class Outbox:
         """Queue (or send at once) without waiting; False (and the overflow callback) when too slow."""
         if self.closed:
             return False
-        if self._inflight is False and not self._queue:
+        if self.inflight is False and not self.queue:
             if event is not None:
                 event.pending += 1
             self._issue(text, event)
             return True
-        if len(self._queue) >= self._limit or self._bytes > self._max_bytes:
+        if len(self.queue) >= self._limit or self._bytes > self._max_bytes:
             self._on_overflow()
             return False
         if event is not None:
             event.pending += 1
-        self._queue.append((text, event))
+        self.queue.append((text, event))
         self._bytes += len(text)
-        if len(self._queue) >= self._limit or self._bytes > self._max_bytes:
+        if len(self.queue) >= self._limit or self._bytes > self._max_bytes:
             self._room.clear()
         return True
 
@@ -249,7 +250,7 @@ class Outbox:
         :meth:`push` would end in: nothing queued, nothing in flight, and the writer (``direct``)
         takes it at once. False: nothing was written, use :meth:`push`. The broadcast's fast path:
         no queue entry, no completion, no per-socket hold on the event."""
-        if self._direct is None or self.closed or self._inflight is not False or self._queue:
+        if self._direct is None or self.closed or self.inflight is not False or self.queue:
             return False
         try:
             return self._direct(frame)
@@ -271,7 +272,7 @@ class Outbox:
         (a loop, not recursion: a long queue must not grow the stack)."""
         step: tuple[str, LiveEvent | list[LiveEvent] | None] | None = (text, event)
         while step is not None:
-            self._inflight = step[1]
+            self.inflight = step[1]
             try:
                 pending = start_send(self._send_text(step[0]))
             except Exception:
@@ -290,7 +291,7 @@ class Outbox:
 
     def _completed(self, *, failed: bool) -> tuple[str, LiveEvent | list[LiveEvent] | None] | None:
         """The send in flight is over: release what it carried; the next frame to send, if any."""
-        carried, self._inflight = self._inflight, False
+        carried, self.inflight = self.inflight, False
         if isinstance(carried, LiveEvent):
             carried.done(written=not failed)
         elif isinstance(carried, list):
@@ -301,7 +302,7 @@ class Outbox:
         if failed:
             self._fail()
             return None
-        if not self._queue:
+        if not self.queue:
             return None
         try:
             return self._next()
@@ -317,7 +318,7 @@ class Outbox:
     def _next(self) -> tuple[str, LiveEvent | list[LiveEvent] | None]:
         """The next frame to send: the head of the queue, merged with the live events of the same
         channel right behind it when there are any."""
-        queue = self._queue
+        queue = self.queue
         text, event = queue.popleft()
         self._bytes -= len(text)
         carried: LiveEvent | list[LiveEvent] | None = event
@@ -344,18 +345,18 @@ class Outbox:
         """Wait (bounded) until everything queued has been written."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
-                while self._queue or self._inflight is not False:  # noqa: ASYNC110 - bounded drain poll
+                while self.queue or self.inflight is not False:  # noqa: ASYNC110 - bounded drain poll
                     await asyncio.sleep(0.005)
 
     async def close(self) -> None:
         """Stop sending and release every queued event (their copies will never be written)."""
         self.closed = True
         self._bytes = 0
-        while self._queue:
-            _, event = self._queue.popleft()
+        while self.queue:
+            _, event = self.queue.popleft()
             if event is not None:
                 event.done(written=False)
         # What is in flight is released by its own completion (_sent), written or not.
 
     def __len__(self) -> int:
-        return len(self._queue)
+        return len(self.queue)

@@ -37,7 +37,7 @@ class Session:
         self.subs: dict[str, Subscription] = {}
         self.outbox = Outbox(self.write, on_overflow=self._too_slow, on_error=self._write_failed,
                              merge=self.encode_events, direct=direct)
-        self.write_now = self.outbox.write_now
+        self.write_now: Callable[[bytes], bool] = self.outbox.write_now
         """Sink.write_now: the outbox's own, bound once (it is called per socket per event)."""
         self.closing: tuple[int, str] | None = None
         self._task = asyncio.current_task()

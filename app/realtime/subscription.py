@@ -48,6 +48,8 @@ class Sink(Protocol):
 class Subscription:
     def __init__(self, sink: Sink, channel: str, since: int, reader: EventReader) -> None:
         self.sink = sink
+        self.write_now = sink.write_now
+        """The sink's, bound once: it is called for every socket and every event of a broadcast."""
         self.channel = channel
         self.last = since
         self.live = False
@@ -86,7 +88,7 @@ class Subscription:
         """Consecutive live events that arrived together, with their frame built once: when this
         subscription is live and right behind them and its socket is idle, they go out at once
         as that one frame (the broadcast's fast path); otherwise one by one through on_live."""
-        if self.live and self.last == events[0].seq - 1 and self.sink.write_now(frame):
+        if self.live and self.last == events[0].seq - 1 and self.write_now(frame):
             self.last = events[-1].seq
             return
         for event in events:

@@ -37,6 +37,8 @@ class WsSession(Session):
         super().__init__(gateway, principal, direct=self._direct.write_frame if self._direct is not None else None)
         self._send = send
         self.disconnected = False
+        if self._direct is not None:
+            self.write_now = self._direct.fused_write_now(self.outbox)
 
     def write(self, text: str) -> Awaitable[None] | None:
         if self._direct is not None and self._direct.write(text):

@@ -193,6 +193,67 @@ async def test_write_now_reports_a_failing_writer_as_not_written() -> None:
     assert not box.write_now(b"x"), "push then meets the failure and closes the socket"
 
 
+class _Transport:
+    """The two transport calls the direct writer makes, recorded."""
+
+    def __init__(self) -> None:
+        self.closing = False
+        self.written: list[bytes] = []
+
+    def write(self, frame: bytes) -> None:
+        self.written.append(frame)
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+class _Proto:
+    """The attributes of uvicorn's ``websockets-sansio`` protocol that the direct writer reads."""
+
+    def __init__(self) -> None:
+        self.transport = _Transport()
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.disconnected = self.close_sent = False
+        self.handshake_complete = True
+        self.conn = None
+
+
+async def test_the_fused_writer_answers_as_the_outbox_and_writer_it_folds() -> None:
+    """``fused_write_now`` is ``Outbox.write_now`` over ``DirectWriter.write_frame`` in one call:
+    in every state of the outbox and of the socket it writes exactly when they would, and answers
+    the same."""
+    from app.realtime.direct import DirectWriter
+
+    socket_states = {
+        "open": lambda p: None,
+        "disconnected": lambda p: setattr(p, "disconnected", True),
+        "closing": lambda p: setattr(p.transport, "closing", True),
+        "close sent": lambda p: setattr(p, "close_sent", True),
+        "handshake pending": lambda p: setattr(p, "handshake_complete", False),
+        "paused": lambda p: p.writable.clear(),
+    }
+    for outbox_state in ("idle", "queued", "in flight", "closed"):
+        for name, make in socket_states.items():
+            answers, writes = [], []
+            for fused in (False, True):
+                proto = _Proto()
+                writer = DirectWriter(proto)
+                box = box_for(CoroutineWire(), direct=writer.write_frame)
+                if outbox_state == "queued":
+                    box.queue.append(("x", None))
+                elif outbox_state == "in flight":
+                    box.inflight = True
+                elif outbox_state == "closed":
+                    box.closed = True
+                make(proto)
+                write_now = writer.fused_write_now(box) if fused else box.write_now
+                answers.append(write_now(b"frame"))
+                writes.append(proto.transport.written)
+            assert answers[0] == answers[1] and writes[0] == writes[1], (outbox_state, name, answers, writes)
+            assert answers[0] == (outbox_state == "idle" and name == "open"), (outbox_state, name)
+
+
 def test_consecutive_cuts_runs_at_gaps_and_at_the_merge_limit() -> None:
     from app.realtime.gateway import consecutive
     from app.realtime.outbox import MERGE_MAX
