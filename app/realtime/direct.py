@@ -68,6 +68,15 @@ def abort(send: Any) -> bool:
     return True
 
 
+def unsent(send: Any) -> int | None:
+    """Bytes written to the connection behind ``send`` that the peer has not taken yet (in the
+    transport, above the kernel's buffers); None where the server gives no handle on it."""
+    proto = getattr(send, "__self__", None)
+    if proto is None or type(proto).__module__.split(".")[0] != "uvicorn" or not hasattr(proto, "transport"):
+        return None
+    return int(proto.transport.get_write_buffer_size())
+
+
 def reset(transport: Any) -> None:
     """Close ``transport`` with a TCP reset: the unsent bytes in it and in the kernel are dropped
     at once. A plain abort closes the descriptor, but the kernel still holds what the peer has

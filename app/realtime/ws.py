@@ -25,8 +25,10 @@ from app.realtime.protocol import Close, ErrorCode, FrameError
 from app.realtime.session import Session
 
 CLOSE_SEND_TIMEOUT_S = 1.0
-"""A close frame to a client that stopped reading may never leave; do not wait for it longer, and
-then drop the connection (:func:`app.realtime.direct.abort`)."""
+"""A close frame to a client that stopped reading may never leave: how long it waits while the
+client takes nothing, before the connection is reset (:func:`app.realtime.direct.abort`)."""
+CLOSE_SEND_LIMIT_S = 10.0
+"""How long a close frame may wait in all behind frames a slow client is still reading."""
 
 
 class WsSession(Session):
@@ -81,11 +83,28 @@ async def serve_ws(gateway: Gateway, scope: Scope, receive: Receive, send: Send)
         if session.closing is not None and not session.disconnected:
             code, reason = session.closing
             with contextlib.suppress(Exception):  # the peer went away meanwhile: nothing to close
-                try:
-                    async with asyncio.timeout(CLOSE_SEND_TIMEOUT_S):
-                        await send({"type": "websocket.close", "code": code, "reason": reason})
-                except TimeoutError:
-                    direct.abort(send)  # it stopped reading: do not keep its socket and buffer open
+                await _send_close(send, code, reason)
+
+
+async def _send_close(send: Send, code: int, reason: str) -> None:
+    """Send the close frame. It leaves behind what is queued before it: while the client takes
+    none of that for :data:`CLOSE_SEND_TIMEOUT_S`, or has not taken all of it within
+    :data:`CLOSE_SEND_LIMIT_S`, reset the connection instead (a client that resumes by seq loses
+    nothing). The server's ``send`` waits for room before it writes anything, so a wait cut
+    short is simply made again."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + CLOSE_SEND_LIMIT_S
+    while True:
+        before = direct.unsent(send)
+        try:
+            async with asyncio.timeout(CLOSE_SEND_TIMEOUT_S):
+                await send({"type": "websocket.close", "code": code, "reason": reason})
+            return
+        except TimeoutError:
+            after = direct.unsent(send)
+            if before is None or after is None or after >= before or loop.time() >= give_up:
+                direct.abort(send)  # stopped reading: do not keep its socket and its buffer open
+                return
 
 
 async def _receive_loop(session: WsSession, receive: Receive) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from app.config import Settings
@@ -23,8 +23,8 @@ WS_MAX_MESSAGE_BYTES = 64 * 1024
 gateway's own limit (16 KiB, also 1009) sits under it."""
 KILL_TIMEOUT_S = 30
 STALLED_CLOSE_S = 2.0
-"""At uvicorn's shutdown, how long a connection already closing may take to hand its last bytes
-to the peer; after that the peer has stopped reading or vanished, and the socket is dropped."""
+"""At uvicorn's shutdown, how long a closing connection may go without its peer taking any of its
+last bytes; after that the peer has stopped reading or vanished, and the socket is reset."""
 
 
 def granian(target: str, settings: Settings) -> None:
@@ -93,30 +93,47 @@ def _server_class() -> Any:
                     self._captured_signals.clear()
 
         async def _wait_tasks_to_complete(self) -> None:
-            await drop_stalled(self.server_state.connections, STALLED_CLOSE_S)
+            await drop_stalled(self.server_state.connections, STALLED_CLOSE_S, forced=lambda: self.force_exit)
             await super()._wait_tasks_to_complete()
 
     return Server
 
 
-async def drop_stalled(connections: set[Any], within: float) -> int:
-    """Abort the connections still closing after ``within`` s; how many. uvicorn's graceful
-    shutdown waits (30 s) for every connection to go, and a closing transport goes only once the
-    peer has read what is left in it: a client that stopped reading, or vanished without a FIN
-    (a phone that lost its network), would hold every rolling restart for the whole 30 s.
-    Connections still serving a request are not closing, so they keep uvicorn's own wait."""
+async def drop_stalled(connections: set[Any], within: float, *, every: float = 0.05,
+                       forced: Callable[[], bool] = lambda: False) -> int:
+    """Until every connection is gone, reset each one that is closing and whose unsent bytes have
+    not gone down for ``within`` s; how many were reset. uvicorn's graceful shutdown waits (30 s)
+    for every connection to go, and a closing transport goes only once the peer has read what is
+    left in it: a client that stopped reading, or vanished without a FIN (a phone that lost its
+    network), would hold every rolling restart for the whole 30 s. A peer that is still reading,
+    however slowly, keeps its bytes and gets its orderly end; a connection still serving a request
+    is not closing, so it keeps uvicorn's own wait (which also bounds this one: it runs inside it).
+    ``forced``: a second Ctrl-C (uvicorn's ``force_exit``) ends the wait."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
+    progress: dict[Any, tuple[int, float]] = {}
+    """Per closing connection: the fewest unsent bytes seen, and when that was first seen."""
+    dropped: set[Any] = set()
     # uvicorn signals nothing when a connection goes (its own wait polls every 0.1 s)
-    while any(map(_closing, connections)) and loop.time() < deadline:  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
-    stalled = [conn for conn in connections if _closing(conn)]
-    for conn in stalled:
-        reset(conn.transport)
-    if stalled:
-        get_logger("app.server").warning("shutdown_dropped_stalled_connections", connections=len(stalled),
-                                          after_s=within)
-    return len(stalled)
+    while connections and not forced():
+        now = loop.time()
+        stalled = []
+        for conn in list(connections):
+            if conn in dropped or not _closing(conn):
+                continue
+            unsent = conn.transport.get_write_buffer_size()
+            least = progress.get(conn)
+            if least is None or unsent < least[0]:
+                progress[conn] = (unsent, now)
+            elif now - least[1] >= within:
+                stalled.append(conn)
+        for conn in stalled:
+            reset(conn.transport)
+            dropped.add(conn)
+        if stalled:
+            get_logger("app.server").warning("shutdown_dropped_stalled_connections", connections=len(stalled),
+                                              stalled_s=within)
+        await asyncio.sleep(every)
+    return len(dropped)
 
 
 def _closing(conn: Any) -> bool:

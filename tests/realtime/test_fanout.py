@@ -197,10 +197,12 @@ class _Transport:
     """The two transport calls the direct writer makes, recorded."""
 
     def __init__(self) -> None:
-        self.closing = False
+        self.closing = self.fails = False
         self.written: list[bytes] = []
 
     def write(self, frame: bytes) -> None:
+        if self.fails:
+            raise RuntimeError("transport closed under us")
         self.written.append(frame)
 
     def is_closing(self) -> bool:
@@ -220,9 +222,10 @@ class _Proto:
 
 
 async def test_the_fused_writer_answers_as_the_outbox_and_writer_it_folds() -> None:
-    """``fused_write_now`` is ``Outbox.write_now`` over ``DirectWriter.write_frame`` in one call:
-    in every state of the outbox and of the socket it writes exactly when they would, and answers
-    the same."""
+    """``fused_write_now`` is ``Outbox.write_now`` over ``DirectWriter.write_frame`` in one call.
+    Built while the socket is idle and open, as a session builds it, it then writes exactly when
+    they would, and answers the same, in every state the outbox and the socket move to, and
+    again once they are idle."""
     from app.realtime.direct import DirectWriter
 
     socket_states = {
@@ -232,14 +235,19 @@ async def test_the_fused_writer_answers_as_the_outbox_and_writer_it_folds() -> N
         "close sent": lambda p: setattr(p, "close_sent", True),
         "handshake pending": lambda p: setattr(p, "handshake_complete", False),
         "paused": lambda p: p.writable.clear(),
+        "write fails": lambda p: setattr(p.transport, "fails", True),
     }
     for outbox_state in ("idle", "queued", "in flight", "closed"):
         for name, make in socket_states.items():
-            answers, writes = [], []
+            answers: list[list[bool]] = []
+            writes: list[list[bytes]] = []
             for fused in (False, True):
+                said: list[bool] = []
                 proto = _Proto()
                 writer = DirectWriter(proto)
                 box = box_for(CoroutineWire(), direct=writer.write_frame)
+                write_now = writer.fused_write_now(box) if fused else box.write_now
+                assert write_now(b"idle")  # built and used while idle and open
                 if outbox_state == "queued":
                     box.queue.append(("x", None))
                 elif outbox_state == "in flight":
@@ -247,11 +255,16 @@ async def test_the_fused_writer_answers_as_the_outbox_and_writer_it_folds() -> N
                 elif outbox_state == "closed":
                     box.closed = True
                 make(proto)
-                write_now = writer.fused_write_now(box) if fused else box.write_now
-                answers.append(write_now(b"frame"))
-                writes.append(proto.transport.written)
+                said.append(write_now(b"frame"))
+                if outbox_state in ("queued", "in flight") and name == "open":
+                    box.queue.clear()
+                    box.inflight = False
+                    said.append(write_now(b"again"))  # idle again: written again
+                answers.append(said)
+                writes.append(list(proto.transport.written))
             assert answers[0] == answers[1] and writes[0] == writes[1], (outbox_state, name, answers, writes)
-            assert answers[0] == (outbox_state == "idle" and name == "open"), (outbox_state, name)
+            assert answers[0][0] == (outbox_state == "idle" and name == "open"), (outbox_state, name)
+            assert answers[0][1:] in ([], [True]), (outbox_state, name, answers)
 
 
 def test_consecutive_cuts_runs_at_gaps_and_at_the_merge_limit() -> None:
