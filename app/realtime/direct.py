@@ -53,28 +53,32 @@ framed = _memo.framed
 """``text`` as one frame's bytes, framed once however many sockets (or the dispatcher) ask."""
 
 
-def abort(send: Any) -> bool:
-    """Reset the connection behind ``send`` now, without a close handshake; False where the
+def abort(send: Any) -> None:
+    """Reset the connection behind ``send`` now, without a close handshake; nothing where the
     server gives no handle on it (Granian, whose close waits on the peer without a bound).
 
     For a peer that stopped reading, so that its close frame cannot leave: under uvicorn, closing
     a transport that still holds unsent bytes waits for the peer to read them, and a peer that
     keeps its TCP connection alive without reading keeps the socket and its write buffer (up to
     about 125 KiB) open for good, and holds a SIGTERMed uvicorn in its 30 s graceful wait."""
-    proto = getattr(send, "__self__", None)
-    if proto is None or type(proto).__module__.split(".")[0] != "uvicorn" or not hasattr(proto, "transport"):
-        return False
-    reset(proto.transport)
-    return True
+    proto = _uvicorn_proto(send)
+    if proto is not None:
+        reset(proto.transport)
 
 
 def unsent(send: Any) -> int | None:
     """Bytes written to the connection behind ``send`` that the peer has not taken yet (in the
     transport, above the kernel's buffers); None where the server gives no handle on it."""
+    proto = _uvicorn_proto(send)
+    return None if proto is None else int(proto.transport.get_write_buffer_size())
+
+
+def _uvicorn_proto(send: Any) -> Any:
+    """The uvicorn protocol (any of its WebSocket implementations) whose ``send`` this is, or None."""
     proto = getattr(send, "__self__", None)
     if proto is None or type(proto).__module__.split(".")[0] != "uvicorn" or not hasattr(proto, "transport"):
         return None
-    return int(proto.transport.get_write_buffer_size())
+    return proto
 
 
 def reset(transport: Any) -> None:
