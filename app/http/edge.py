@@ -23,7 +23,7 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.enums import ScopeType
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+from litestar.types import ASGIApp, Message, Receive, ReceiveMessage, Scope, Send
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.context import Context
@@ -172,9 +172,13 @@ class EdgeApp:
         running = self.children.in_progress(method, route) if measured else None
         if running is not None:
             running.inc()
+        prefetch: _Prefetch | None = None
         try:
-            _check_length(scope)
+            length = _check_length(scope)
             if not quiet and (method, route) not in OWN_LIMIT and route.startswith("/api/"):
+                if length:
+                    prefetch = _Prefetch(receive)
+                    receive = prefetch
                 principal = principal_of(ASGIConnection(scope), self.settings.jwt_verify_keys)
                 client = f"u:{principal.user_id}" if principal else f"ip:{_client_ip(scope)}"
                 await self.limiter.check(self.api_limit, client, route)
@@ -189,6 +193,8 @@ class EdgeApp:
                 for message in _json_response(503, body, {"Retry-After": "5"}):
                     await tracked_send(message)
         finally:
+            if prefetch is not None:
+                prefetch.discard()
             code = int(status["code"])
             elapsed = (status["ended"] or time.perf_counter()) - start
             if running is not None:
@@ -224,12 +230,43 @@ def edge_middleware(settings: Settings, limiter: RateLimiter) -> Callable[[ASGIA
     return wrap
 
 
-def _check_length(scope: Scope) -> None:
+def _check_length(scope: Scope) -> int | None:
+    """The declared body length (None without one); 413 above :data:`MAX_BODY_BYTES`."""
     for name, value in scope["headers"]:
         if name == b"content-length":
             if not value.isdigit() or int(value) > MAX_BODY_BYTES:
                 raise ApiError(413, "payload_too_large", f"Request bodies are limited to {MAX_BODY_BYTES} bytes.")
-            return
+            return int(value)
+    return None
+
+
+class _Prefetch:
+    """``receive`` with its first call made at once, for a request with a body that waits on the
+    rate limit first: Granian starts reading the body on its own threads when ``receive()`` is
+    called, so that round trip runs while Redis counts the request instead of after it (a
+    ``receive()`` there is a round trip through its Rust threads; ``loadtests/bench_raw_body.py``).
+    The app gets that first message from its first call. Under a server whose ``receive`` is a
+    coroutine function nothing runs early and nothing changes."""
+
+    __slots__ = ("_first", "_receive")
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._first: Any = receive()
+
+    async def __call__(self) -> ReceiveMessage:
+        first = self._first
+        if first is None:
+            return await self._receive()
+        self._first = None
+        message: ReceiveMessage = await first
+        return message
+
+    def discard(self) -> None:
+        """The request ended without reading its body (a 429): close an unawaited coroutine."""
+        first, self._first = self._first, None
+        if first is not None and hasattr(first, "close"):
+            first.close()
 
 
 def _client_ip(scope: Scope) -> str:

@@ -68,10 +68,18 @@ def header(scope: Scope, name: bytes) -> str | None:
 async def read_body(scope: Scope, receive: Receive, limit: int, *, why: str = "") -> bytes:
     """The whole request body; 413 before reading when ``Content-Length`` is over ``limit``
     (``why``, e.g. the limit it derives from, is added to the detail), and as soon as a chunked
-    body passes it; 400 when the client leaves first."""
+    body passes it; 400 when the client leaves first.
+
+    With a ``Content-Length``, reading stops once that many bytes are in, without waiting for the
+    ``more_body: False`` message: Granian sends every chunk with ``more_body: True`` and the end as
+    one more, empty message, and each ``receive()`` there is a round trip through its Rust
+    threads (``loadtests/bench_raw_body.py``; decision 0005's addendum)."""
     length = header(scope, b"content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
+    expected = int(length) if length is not None and length.isdigit() else -1
+    if expected > limit:
         raise ApiError(413, "payload_too_large", f"The body is over {limit} bytes{why}.")
+    if expected == 0:
+        return b""
     raw_receive: Any = receive
     chunks: list[bytes] = []
     size = 0
@@ -84,5 +92,5 @@ async def read_body(scope: Scope, receive: Receive, limit: int, *, why: str = ""
         if size > limit:
             raise ApiError(413, "payload_too_large", f"The body is over {limit} bytes; refused before reading it all.")
         chunks.append(chunk)
-        if not message.get("more_body", False):
+        if size == expected or not message.get("more_body", False):
             return b"".join(chunks)

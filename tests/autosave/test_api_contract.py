@@ -9,6 +9,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
+from app.realtime.routes import PUBLISH_TEMPLATE
 from tests.autosave.conftest import auth, client, save_body
 from tests.support.processes import ServiceProcess
 
@@ -241,13 +242,19 @@ async def test_rate_limit_is_shared_across_api_processes(
 async def test_other_routes_are_limited_per_client(spawn: Callable[..., ServiceProcess], token: Callable[..., str]) -> None:
     """Routes without their own limit share RATE_LIMIT_REQUESTS per client, then 429."""
     limited = spawn("api", RATE_LIMIT_REQUESTS="5", RATE_LIMIT_WINDOW_SECONDS="60")
-    headers = auth(token())
+    headers = auth(token(admin=True))
     async with client(limited.url) as http:
         codes = [(await http.get("/api/drafts", headers=headers)).status_code for _ in range(6)]
+        # A refused request with a body (read ahead while Redis counted it) answers 429 as well,
+        # and its keep-alive connection serves the next request.
+        publish = f"/api/admin/channels/job:{uuid.uuid4().hex}/events"
+        refused = await http.post(publish, json={"type": "t.x", "data": {"n": 1}}, headers=headers)
         health = await http.get("/healthz")
     assert codes == [200] * 5 + [429]
+    assert_error(refused, 429, "rate_limited")
     assert health.status_code == 200  # probes are never limited
     assert limited.metric("rate_limit_events_total", {"scope": "api", "endpoint": "/api/drafts"}) == 1
+    assert limited.metric("rate_limit_events_total", {"scope": "api", "endpoint": PUBLISH_TEMPLATE}) == 1
 
 
 async def test_redis_down_is_503_queue_unavailable(
