@@ -33,6 +33,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from app.auth.guards import principal_of
 from app.config import Settings
 from app.errors import ApiError, error_body
+from app.http.raw import header
 from app.ratelimit import Limit, RateLimiter
 from observability import tracing
 from observability.logging import get_logger
@@ -176,7 +177,7 @@ class EdgeApp:
         try:
             length = _check_length(scope)
             if not quiet and (method, route) not in OWN_LIMIT and route.startswith("/api/"):
-                if length:
+                if length and header(scope, b"expect") is None:
                     prefetch = _Prefetch(receive)
                     receive = prefetch
                 principal = principal_of(ASGIConnection(scope), self.settings.jwt_verify_keys)
@@ -246,7 +247,10 @@ class _Prefetch:
     called, so that round trip runs while Redis counts the request instead of after it (a
     ``receive()`` there is a round trip through its Rust threads; ``loadtests/bench_raw_body.py``).
     The app gets that first message from its first call. Under a server whose ``receive`` is a
-    coroutine function nothing runs early and nothing changes."""
+    coroutine function nothing runs early and nothing changes.
+
+    Not for ``Expect: 100-continue``: reading would make the server invite the body (up to
+    :data:`MAX_BODY_BYTES`) before the limit has decided."""
 
     __slots__ = ("_first", "_receive")
 
@@ -263,9 +267,16 @@ class _Prefetch:
         return message
 
     def discard(self) -> None:
-        """The request ended without reading its body (a 429): close an unawaited coroutine."""
+        """The request ended without reading its body (a 429, a 401, a timeout): stop the read.
+        Granian's awaitable is cancelled, so its runtime lets go of the body and the connection
+        closes at once instead of waiting on a client that never sends it; a coroutine is closed
+        (no "never awaited" warning)."""
         first, self._first = self._first, None
-        if first is not None and hasattr(first, "close"):
+        if first is None:
+            return
+        if hasattr(first, "cancel"):
+            first.cancel()
+        elif hasattr(first, "close"):
             first.close()
 
 

@@ -73,7 +73,8 @@ async def read_body(scope: Scope, receive: Receive, limit: int, *, why: str = ""
     With a ``Content-Length``, reading stops once that many bytes are in, without waiting for the
     ``more_body: False`` message: Granian sends every chunk with ``more_body: True`` and the end as
     one more, empty message, and each ``receive()`` there is a round trip through its Rust
-    threads (``loadtests/bench_raw_body.py``; decision 0005's addendum)."""
+    threads (``loadtests/bench_raw_body.py``; decision 0005's addendum). That end message is
+    then still unread: a later ``receive()`` returns it rather than waiting for a disconnect."""
     length = header(scope, b"content-length")
     expected = int(length) if length is not None and length.isdigit() else -1
     if expected > limit:

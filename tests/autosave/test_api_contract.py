@@ -245,8 +245,7 @@ async def test_other_routes_are_limited_per_client(spawn: Callable[..., ServiceP
     headers = auth(token(admin=True))
     async with client(limited.url) as http:
         codes = [(await http.get("/api/drafts", headers=headers)).status_code for _ in range(6)]
-        # A refused request with a body (read ahead while Redis counted it) answers 429 as well,
-        # and its keep-alive connection serves the next request.
+        # A refused request with a body (read ahead while Redis counted it) answers 429 as well.
         publish = f"/api/admin/channels/job:{uuid.uuid4().hex}/events"
         refused = await http.post(publish, json={"type": "t.x", "data": {"n": 1}}, headers=headers)
         health = await http.get("/healthz")

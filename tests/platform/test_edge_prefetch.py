@@ -1,14 +1,14 @@
 """The edge starts reading a request's body before it waits on the rate limit (``_Prefetch``):
-the app still gets every message once and in order, a refused request leaves nothing behind, and
-requests without a body or with their own limit are untouched. Against a real Redis limiter."""
+the app still gets every message once and in order, a refused request's read is stopped (and
+through Granian its connection closes at once), and requests without a body, with their own
+limit, or expecting ``100-continue`` are untouched. Against a real Redis limiter."""
 
 from __future__ import annotations
 
 import asyncio
-import gc
+import socket
 import uuid
-import warnings
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -17,7 +17,7 @@ from app.config import load
 from app.http.edge import EdgeApp, _Children, _Prefetch
 from app.ratelimit import Limit, RateLimiter
 from app.redisconn import Pipelined, redis_client
-from tests.support.processes import TEST_SECRET
+from tests.support.processes import TEST_SECRET, ServiceProcess
 
 pytestmark = pytest.mark.live
 
@@ -109,24 +109,49 @@ async def test_the_body_read_starts_before_the_rate_limit_and_reaches_the_app_on
     assert got == list(messages)
 
 
-@pytest.mark.parametrize(("path", "body", "method"), [("/api/things", None, "GET"), ("/api/autosave", b"{}", "POST")],
-                         ids=["no-body", "own-limit"])
-async def test_requests_without_a_body_or_with_their_own_limit_read_as_before(
-    limiter_parts: tuple[Any, Pipelined], path: str, body: bytes | None, method: str,
+@pytest.mark.parametrize(
+    ("path", "body", "method", "expect"),
+    [("/api/things", None, "GET", False), ("/api/autosave", b"{}", "POST", False), ("/api/things", b"{}", "POST", True)],
+    ids=["no-body", "own-limit", "expect-100-continue"],
+)
+async def test_requests_without_a_body_with_their_own_limit_or_expecting_continue_read_as_before(
+    limiter_parts: tuple[Any, Pipelined], path: str, body: bytes | None, method: str, expect: bool,
 ) -> None:
     recorder = Recorder()
     app, got = edge(recorder, limiter_parts)
     message = {"type": "http.request", "body": body or b"", "more_body": False}
-    await sent(app, request(path, body, method), server_receive(recorder, message))
+    scope = request(path, body, method)
+    if expect:
+        scope["headers"].append((b"expect", b"100-continue"))
+    await sent(app, scope, server_receive(recorder, message))
     assert "receive" not in recorder.events[: recorder.events.index("app")]
     assert got == [message]
 
 
-async def test_a_refused_request_answers_429_and_leaves_no_unawaited_read(
-    limiter_parts: tuple[Any, Pipelined],
-) -> None:
-    """Over the limit, the app never runs; a coroutine-style receive (uvicorn's) is closed, so no
-    'never awaited' warning is left behind."""
+async def test_a_refused_request_answers_429_and_cancels_the_read(limiter_parts: tuple[Any, Pipelined]) -> None:
+    """Over the limit the app never runs, and the read started early is stopped: Granian's
+    awaitable is cancelled (its runtime then lets go of the body and the connection)."""
+    recorder = Recorder()
+    app, _ = edge(recorder, limiter_parts, requests=1)
+    scope = request("/api/things", b"{}")
+    reads: list[asyncio.Future[dict[str, Any]]] = []
+
+    def receive() -> asyncio.Future[dict[str, Any]]:
+        reads.append(asyncio.get_running_loop().create_future())  # a client that never sends its body
+        if len(reads) == 1:
+            reads[0].set_result({"type": "http.request", "body": b"{}", "more_body": False})
+        return reads[-1]
+
+    first = await sent(app, scope, receive)
+    second = await sent(app, scope, receive)
+    assert [first[0]["status"], second[0]["status"]] == [201, 429]
+    assert recorder.events.count("app") == 1
+    assert reads[1].cancelled()
+
+
+async def test_a_refused_request_closes_a_coroutine_read(limiter_parts: tuple[Any, Pipelined]) -> None:
+    """Under a server whose receive is a coroutine function (uvicorn), the unawaited coroutine is
+    closed, never run."""
     recorder = Recorder()
     app, _ = edge(recorder, limiter_parts, requests=1)
     scope = request("/api/things", b"{}")
@@ -139,17 +164,53 @@ async def test_a_refused_request_answers_429_and_leaves_no_unawaited_read(
         opened.append(coroutine_read())
         return opened[-1]
 
-    first = await sent(app, scope, receive)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        second = await sent(app, scope, receive)
-        gc.collect()
-    assert [first[0]["status"], second[0]["status"]] == [201, 429]
-    assert recorder.events.count("app") == 1
-    assert opened[1].cr_frame is None  # closed, never run
-    assert not [w for w in caught if "never awaited" in str(w.message)]
+    statuses = [(await sent(app, scope, receive))[0]["status"] for _ in range(2)]
+    assert statuses == [201, 429]
+    assert opened[1].cr_frame is None  # closed without running
 
 
+def _publish_head(channel: str, admin_token: str, length: int, *extra: str) -> bytes:
+    lines = [f"POST /api/admin/channels/{channel}/events HTTP/1.1", "host: test",
+             f"authorization: Bearer {admin_token}", "content-type: application/json",
+             f"content-length: {length}", *extra]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _read_until_closed(sock: socket.socket, within: float) -> bytes:
+    """Everything the server sends until it closes the connection; fail if it is still open after
+    ``within`` seconds."""
+    sock.settimeout(within)
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except TimeoutError:
+        raise AssertionError(f"the connection was still open after {within} s; got {data!r}") from None
+    return data
+
+
+def test_through_granian_a_refused_request_without_its_body_is_closed_at_once(
+    spawn: Callable[..., ServiceProcess], token: Callable[..., str],
+) -> None:
+    """A client over its limit that declares a body and never sends it gets its 429 and its
+    connection closed, not held open by the read the edge started; and with ``Expect:
+    100-continue`` it is not invited to send the body first."""
+    limited = spawn("api", RATE_LIMIT_REQUESTS="1", RATE_LIMIT_WINDOW_SECONDS="60")
+    admin = token(admin=True)
+    channel = f"job:{uuid.uuid4().hex}"
+    body = b'{"type":"t.x","data":{"n":1}}'
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
+        sock.sendall(_publish_head(channel, admin, len(body)) + body)
+        assert sock.recv(65536).startswith(b"HTTP/1.1 201")
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
+        sock.sendall(_publish_head(channel, admin, len(body)))  # the body never comes
+        refused = _read_until_closed(sock, within=5)
+    assert refused.startswith(b"HTTP/1.1 429"), refused
+    with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
+        sock.sendall(_publish_head(channel, admin, len(body), "expect: 100-continue"))
+        refused = _read_until_closed(sock, within=5)
+    assert refused.startswith(b"HTTP/1.1 429"), refused
+    assert b"100 Continue" not in refused
 async def test_the_prefetch_hands_over_a_coroutine_receive_unchanged() -> None:
     calls: list[int] = []
 

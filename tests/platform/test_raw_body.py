@@ -115,19 +115,20 @@ def test_keep_alive_survives_whole_split_and_chunked_bodies(api: ServiceProcess,
     stopping at Content-Length neither loses bytes nor leaves Granian unable to reuse the socket."""
     draft = str(uuid.uuid4())
     head = f"POST /api/autosave HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token()}\r\ncontent-type: application/json\r\n"
-    payload = json.dumps({"draftId": draft, "title": "t", "payload": {"p": "x" * 3000}}).encode()
+    # 300 KB: more than one socket read, so the server gets the body in several chunks.
+    payload = json.dumps({"draftId": draft, "title": "t", "payload": {"p": "x" * 300_000}}).encode()
+    half = len(payload) // 2
     with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
         versions = []
         # whole, in one segment
         sock.sendall(f"{head}content-length: {len(payload)}\r\n\r\n".encode() + payload)
         versions.append(_answer(sock))
-        # split: the head and half the body, a pause, then the rest
-        sock.sendall(f"{head}content-length: {len(payload)}\r\n\r\n".encode() + payload[:1500])
-        time.sleep(0.2)  # let the server read the first part alone (a pause, not a wait for an event)
-        sock.sendall(payload[1500:])
+        # split: the head and half the body, then the rest
+        sock.sendall(f"{head}content-length: {len(payload)}\r\n\r\n".encode() + payload[:half])
+        sock.sendall(payload[half:])
         versions.append(_answer(sock))
         # chunked, no Content-Length: read to the end message
-        chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (payload[:1000], payload[1000:]))
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (payload[:half], payload[half:]))
         sock.sendall(f"{head}transfer-encoding: chunked\r\n\r\n".encode() + chunks + b"0\r\n\r\n")
         versions.append(_answer(sock))
         # and the connection still serves the next request
