@@ -21,8 +21,11 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from devstack.processes import cpu_seconds
+from devstack.servers import free_port, terminate, wait_for_port
+from devstack.stats import percentile
 
 BODY = b'{"type":"bench.tick","data":{"sentAt":1,"i":2}}'
 REQUEST = (b"POST /x HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
@@ -64,25 +67,11 @@ def _round_trips(port: int, requests: int, gap: float) -> tuple[list[float], int
             if gap:
                 time.sleep(gap)
     receives = int(answer.rsplit(b":", 1)[1].rstrip(b"}"))
-    return sorted(times), receives
-
-
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` and its descendants (Granian's worker is a child)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    children = " ".join(path.read_text() for path in Path(f"/proc/{pid}/task").glob("*/children")).split()
-    return own + sum(_cpu_s(int(child)) for child in children)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return times, receives
 
 
 def measure(stop_at_length: bool, requests: int, idle_requests: int) -> dict[str, Any]:
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "BENCH_STOP_AT_LENGTH": "1" if stop_at_length else "0"}
     server = subprocess.Popen(
         [sys.executable, "-m", "granian", "--interface", "asgi", "--workers", "1", "--loop", "uvloop",
@@ -90,29 +79,20 @@ def measure(stop_at_length: bool, requests: int, idle_requests: int) -> dict[str
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("granian did not start") from None
-                time.sleep(0.1)
+        wait_for_port(port, 30, server)
         _round_trips(port, 200, 0)  # warm
-        cpu = _cpu_s(server.pid)
+        cpu = cpu_seconds(server.pid)  # Granian's worker is a child: counted with its descendants
         busy, receives = _round_trips(port, requests, 0)
-        cpu_us = (_cpu_s(server.pid) - cpu) / requests * 1e6
+        cpu_us = (cpu_seconds(server.pid) - cpu) / requests * 1e6
         idle, _ = _round_trips(port, idle_requests, 0.01)
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        terminate(server, 30)
 
-    def pct(values: list[float], q: float) -> int:
-        return round(values[int(q * (len(values) - 1))])
+    def pcts(values: list[float]) -> dict[str, int]:
+        return {"p50": round(percentile(values, 50)), "p95": round(percentile(values, 95))}
 
-    return {"receivesPerRequest": receives, "busyUs": {"p50": pct(busy, 0.5), "p95": pct(busy, 0.95)},
-            "idleUs": {"p50": pct(idle, 0.5), "p95": pct(idle, 0.95)}, "serverCpuUsPerRequest": round(cpu_us)}
+    return {"receivesPerRequest": receives, "busyUs": pcts(busy), "idleUs": pcts(idle),
+            "serverCpuUsPerRequest": round(cpu_us)}
 
 
 def main() -> None:

@@ -79,7 +79,7 @@ def edge(recorder: Recorder, parts: tuple[Any, Pipelined], requests: int = 100) 
 
 
 def request(path: str, body: bytes | None, method: str = "POST") -> dict[str, Any]:
-    headers = [(b"x-forwarded-for", b"ignored")]
+    headers: list[tuple[bytes, bytes]] = []
     if body is not None:
         headers.append((b"content-length", str(len(body)).encode()))
     return {"type": "http", "method": method, "path": path, "path_template": path, "headers": headers,

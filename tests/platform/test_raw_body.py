@@ -5,9 +5,8 @@ that came whole, split across segments, or chunked."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-import socket
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 
 from app.errors import ApiError
 from app.http.raw import read_body
+from loadtests.rawhttp import Connection, post_json
 from tests.support.processes import ServiceProcess
 
 
@@ -86,54 +86,31 @@ async def test_a_client_gone_before_its_body_is_400() -> None:
     assert refused.value.status == 400
 
 
-def _answer(sock: socket.socket) -> tuple[int, dict[str, Any]]:
-    """One HTTP/1.1 response with a Content-Length body, read off a keep-alive socket."""
-    data = b""
-    deadline = time.monotonic() + 10
-    while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no whole response within 10 s: {data!r}")
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError(f"the server closed the keep-alive connection after {data!r}")
-        data += chunk
-    head, rest = data.split(b"\r\n\r\n", 1)
-    return int(head.split(b" ", 2)[1]), json.loads(rest)
-
-
-def _length(data: bytes) -> int:
-    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            return int(value)
-    raise AssertionError(f"no content-length in {data!r}")
-
-
 @pytest.mark.live
-def test_keep_alive_survives_whole_split_and_chunked_bodies(api: ServiceProcess, token: Callable[..., str]) -> None:
+async def test_keep_alive_survives_whole_split_and_chunked_bodies(api: ServiceProcess, token: Callable[..., str]) -> None:
     """Four saves of one draft on one connection: each answered 202 in order (versions 1-4), so
     stopping at Content-Length neither loses bytes nor leaves Granian unable to reuse the socket."""
     draft = str(uuid.uuid4())
-    head = f"POST /api/autosave HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {token()}\r\ncontent-type: application/json\r\n"
+    headers = {"authorization": f"Bearer {token()}"}
     # 300 KB: more than one socket read, so the server gets the body in several chunks.
     payload = json.dumps({"draftId": draft, "title": "t", "payload": {"p": "x" * 300_000}}).encode()
     half = len(payload) // 2
-    with socket.create_connection(("127.0.0.1", api.port), timeout=10) as sock:
-        versions = []
-        # whole, in one segment
-        sock.sendall(f"{head}content-length: {len(payload)}\r\n\r\n".encode() + payload)
-        versions.append(_answer(sock))
-        # split: the head and half the body, then the rest
-        sock.sendall(f"{head}content-length: {len(payload)}\r\n\r\n".encode() + payload[:half])
-        sock.sendall(payload[half:])
-        versions.append(_answer(sock))
-        # chunked, no Content-Length: read to the end message
-        chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (payload[:half], payload[half:]))
-        sock.sendall(f"{head}transfer-encoding: chunked\r\n\r\n".encode() + chunks + b"0\r\n\r\n")
-        versions.append(_answer(sock))
-        # and the connection still serves the next request
-        sock.sendall(f"{head}content-length: {len(payload)}\r\n\r\n".encode() + payload)
-        versions.append(_answer(sock))
-    assert [status for status, _ in versions] == [202, 202, 202, 202], versions
-    assert [answer["version"] for _, answer in versions] == [1, 2, 3, 4]
-    assert {answer["draftId"] for _, answer in versions} == {draft}
+    whole = post_json("/api/autosave", payload, headers)
+    head = whole[: len(whole) - len(payload)]
+    chunked_head = head.replace(b"Content-Length: %d\r\n" % len(payload), b"Transfer-Encoding: chunked\r\n")
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (payload[:half], payload[half:]))
+    conn = await Connection("127.0.0.1", api.port).open()  # an EOF mid-response raises: the socket was not reused
+    try:
+        async with asyncio.timeout(10):
+            versions = [await conn.request(whole)]  # whole, in one write
+            assert conn.writer is not None
+            conn.writer.write(head + payload[:half])  # split: the head and half the body, then the rest
+            versions.append(await conn.request(payload[half:]))
+            versions.append(await conn.request(chunked_head + chunks + b"0\r\n\r\n"))  # read to the end message
+            versions.append(await conn.request(whole))  # and the connection still serves the next request
+    finally:
+        conn.close()
+    answers = [(status, json.loads(body)) for status, body in versions]
+    assert [status for status, _ in answers] == [202, 202, 202, 202], answers
+    assert [answer["version"] for _, answer in answers] == [1, 2, 3, 4]
+    assert {answer["draftId"] for _, answer in answers} == {draft}
