@@ -17,6 +17,7 @@ from app.config import load
 from app.http.edge import EdgeApp, _Children, _Prefetch
 from app.ratelimit import Limit, RateLimiter
 from app.redisconn import Pipelined, redis_client
+from loadtests.rawhttp import post_json
 from tests.support.processes import TEST_SECRET, ServiceProcess
 
 pytestmark = pytest.mark.live
@@ -169,13 +170,6 @@ async def test_a_refused_request_closes_a_coroutine_read(limiter_parts: tuple[An
     assert opened[1].cr_frame is None  # closed without running
 
 
-def _publish_head(channel: str, admin_token: str, length: int, *extra: str) -> bytes:
-    lines = [f"POST /api/admin/channels/{channel}/events HTTP/1.1", "host: test",
-             f"authorization: Bearer {admin_token}", "content-type: application/json",
-             f"content-length: {length}", *extra]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
 def _read_until_closed(sock: socket.socket, within: float) -> bytes:
     """Everything the server sends until it closes the connection; fail if it is still open after
     ``within`` seconds."""
@@ -199,18 +193,22 @@ def test_through_granian_a_refused_request_without_its_body_is_closed_at_once(
     admin = token(admin=True)
     channel = f"job:{uuid.uuid4().hex}"
     body = b'{"type":"t.x","data":{"n":1}}'
+    path, auth = f"/api/admin/channels/{channel}/events", {"authorization": f"Bearer {admin}"}
+    whole = post_json(path, body, auth)
     with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
-        sock.sendall(_publish_head(channel, admin, len(body)) + body)
+        sock.sendall(whole)
         assert sock.recv(65536).startswith(b"HTTP/1.1 201")
     with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
-        sock.sendall(_publish_head(channel, admin, len(body)))  # the body never comes
+        sock.sendall(whole[: -len(body)])  # the body never comes
         refused = _read_until_closed(sock, within=5)
     assert refused.startswith(b"HTTP/1.1 429"), refused
     with socket.create_connection(("127.0.0.1", limited.port), timeout=10) as sock:
-        sock.sendall(_publish_head(channel, admin, len(body), "expect: 100-continue"))
+        sock.sendall(post_json(path, body, {**auth, "expect": "100-continue"})[: -len(body)])
         refused = _read_until_closed(sock, within=5)
     assert refused.startswith(b"HTTP/1.1 429"), refused
     assert b"100 Continue" not in refused
+
+
 async def test_the_prefetch_hands_over_a_coroutine_receive_unchanged() -> None:
     calls: list[int] = []
 
