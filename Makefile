@@ -10,7 +10,7 @@ help:
 	@echo "make up      start Postgres, Redis, migrations, API :8080, worker :9091, Prometheus :9090,"
 	@echo "             Alertmanager :9093 (Ctrl-C stops)"
 	@echo "make demo    send gentle, realistic traffic to a running make up for 5 min (DEMO_ARGS=--minutes 1)"
-	@echo "make test    install what the suite needs and run every test (fast tier, then live tier)"
+	@echo "make test    install what the suite needs and run every test (two processes; TEST_WORKERS=0 for one)"
 	@echo "make test-fast  only the tests that start no server (under a minute)"
 	@echo "make bench   run the benchmarks recorded in docs/BENCHMARKS.md"
 	@echo "make loadtest  the Locust suite on its own stack (LOADTEST_CONFIG=staging, LOADTEST_ARGS=--workers 2)"
@@ -35,8 +35,12 @@ up: system-deps deps
 demo: deps
 	DRAFTWIRE_ENV=dev $(PY) -m loadtests.demo $(DEMO_ARGS)
 
+# Two pytest-xdist workers, one folder of tests/ at a time each (most live tests wait on timers,
+# servers and Prometheus, not on CPU); TEST_WORKERS=0 runs everything in one process.
+TEST_WORKERS ?= 2
+
 test: system-deps deps lint
-	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)
 
 # The fast tier: no servers (config, tokens, rules, dashboards, manifests, house rules).
 test-fast: deps lint

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -39,6 +40,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.live)
         if item.get_closest_marker("live") is None:
             item.add_marker(pytest.mark.fast)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``make test`` (``-n 2 --dist loadscope``): pytest-xdist hands each worker one folder of
+    ``tests/`` at a time, so a folder runs in one process, in order, sharing its session
+    fixtures, and ``security/test_zz_telemetry.py`` still reads the logs of every process its
+    folder started. (xdist's own ``loadgroup`` cannot do this under pytest 9: it renames
+    ``item._nodeid``, which pytest 9 no longer reads.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByFolder(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            parts = nodeid.split("::", 1)[0].split("/")
+            return parts[1] if len(parts) > 2 else "top"  # tests/<folder>/test_x.py
+
+    return ByFolder(config, log)
 
 
 @pytest.fixture(scope="session")
