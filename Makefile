@@ -35,9 +35,10 @@ up: system-deps deps
 demo: deps
 	DRAFTWIRE_ENV=dev $(PY) -m loadtests.demo $(DEMO_ARGS)
 
-# Two pytest-xdist workers, one folder of tests/ at a time each (most live tests wait on timers,
-# servers and Prometheus, not on CPU); TEST_WORKERS=0 runs everything in one process.
-TEST_WORKERS ?= 2
+# Two pytest-xdist workers, whole folders of tests/ each (most live tests wait on timers, servers
+# and Prometheus, not on CPU); TEST_WORKERS=0 runs everything in one process, as servers of your
+# own (TEST_DATABASE_URL / TEST_REDIS_URL) require.
+TEST_WORKERS ?= $(if $(TEST_DATABASE_URL)$(TEST_REDIS_URL),0,2)
 
 test: system-deps deps lint
 	$(PY) -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope $(PYTEST_ARGS)

@@ -42,12 +42,20 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.fast)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if (config.getoption("numprocesses", None) and (os.environ.get("TEST_DATABASE_URL") or os.environ.get("TEST_REDIS_URL"))):
+        raise pytest.UsageError("TEST_DATABASE_URL / TEST_REDIS_URL would be shared by every pytest-xdist worker "
+                                "(their Redis databases and queues would collide): run in one process, "
+                                "TEST_WORKERS=0 make test (or pytest -n 0).")
+
+
+@pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``make test`` (``-n 2 --dist loadscope``): pytest-xdist hands each worker one folder of
-    ``tests/`` at a time, so a folder runs in one process, in order, sharing its session
-    fixtures, and ``security/test_zz_telemetry.py`` still reads the logs of every process its
-    folder started. (xdist's own ``loadgroup`` cannot do this under pytest 9: it renames
-    ``item._nodeid``, which pytest 9 no longer reads.)"""
+    """``make test`` (``-n 2 --dist loadscope``): pytest-xdist hands each worker whole folders of
+    ``tests/`` (instead of whole modules), so a folder runs in one process, in order, with its own
+    session Postgres and Redis, and ``security/test_zz_telemetry.py`` still reads the logs of
+    every process its folder started. (xdist's own ``loadgroup`` cannot do this under pytest 9:
+    it renames ``item._nodeid``, which pytest 9 no longer reads.)"""
     if config.getvalue("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling
