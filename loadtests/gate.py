@@ -19,11 +19,18 @@ class Verdict(str, Enum):
     FAIL = "fail"
     INFO = "reported"
     INCONCLUSIVE = "inconclusive (generator saturated)"
+    DISTURBED = "inconclusive (host disturbed)"
 
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 2}
 """0 only when every threshold held; 1 when one broke; 2 when none broke but a scenario's
-generator saturated (nothing to conclude)."""
+generator saturated, or a timing figure missed while its host was disturbed (nothing to conclude)."""
+
+
+def timing(figure: str) -> bool:
+    """Whether a stolen CPU can explain a miss: latencies (``*_ms``) and the capacity's rate.
+    Counts (drops, duplicates, failures, error ratios) stand whatever the host did."""
+    return figure.endswith("_ms") or figure == "last_held_rate"
 
 
 @dataclass
@@ -52,6 +59,10 @@ def load_thresholds(overrides: dict[str, Any] | None = None, path: Path = THRESH
                 section[name] = {**section[name], **value}
             else:
                 section[name] = copy.deepcopy(value)
+    for name, value in (merged.get("generator") or {}).items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"thresholds: generator.{name} must be a number, got {value!r} "
+                             f"(see loadtests/thresholds.yaml)")
     return merged
 
 
@@ -64,8 +75,12 @@ def _describe(rule: dict[str, Any]) -> str:
 
 
 def judge(scenario: str, measured: dict[str, float | None], rules: dict[str, Any], *,
-          saturated: str | None = None, notes: dict[str, str] | None = None) -> list[Figure]:
-    """One figure per rule of ``scenario`` that is a figure (has a ``slo``)."""
+          saturated: str | None = None, disturbed: str | None = None,
+          notes: dict[str, str] | None = None) -> list[Figure]:
+    """One figure per rule of ``scenario`` that is a figure (has a ``slo``). ``saturated``: why the
+    generator could not be trusted (every bounded figure is then inconclusive, whatever it
+    measured). ``disturbed``: why the host could not be (a :func:`timing` figure that missed is
+    then inconclusive; one that held under it still passes)."""
     figures = []
     for name, rule in rules.items():
         if not isinstance(rule, dict) or "slo" not in rule:
@@ -75,13 +90,14 @@ def judge(scenario: str, measured: dict[str, float | None], rules: dict[str, Any
         if not bounded:
             verdict = Verdict.INFO
         elif saturated:
-            verdict, note = Verdict.INCONCLUSIVE, "; ".join(n for n in (note, saturated) if n)
+            verdict, note = Verdict.INCONCLUSIVE, "; ".join(n for n in (note, saturated, disturbed) if n)
         elif value is None:
             verdict, note = Verdict.FAIL, note or "no data: the scenario produced no sample for it"
-        elif "max" in rule:
-            verdict = Verdict.PASS if value <= rule["max"] else Verdict.FAIL
         else:
-            verdict = Verdict.PASS if value >= rule["min"] else Verdict.FAIL
+            held = value <= rule["max"] if "max" in rule else value >= rule["min"]
+            verdict = Verdict.PASS if held else Verdict.FAIL
+            if not held and disturbed and timing(name):
+                verdict, note = Verdict.DISTURBED, "; ".join(n for n in (note, disturbed) if n)
         figures.append(Figure(scenario, name, _describe(rule), value, verdict, rule["slo"], note))
     return figures
 
@@ -91,6 +107,6 @@ def outcome(figures: list[Figure]) -> str:
     verdicts = {f.verdict for f in figures}
     if Verdict.FAIL in verdicts or not figures:
         return "fail"
-    if Verdict.INCONCLUSIVE in verdicts:
+    if verdicts & {Verdict.INCONCLUSIVE, Verdict.DISTURBED}:
         return "inconclusive"
     return "pass"

@@ -1,6 +1,13 @@
 """Watching the load generators themselves: the CPU of every Locust process (psutil, one sample a
 second) and the schedule lag they report (the ``GEN schedule lag`` row). A scenario whose
-generator was saturated is inconclusive: its latencies are partly the generator's own."""
+generator was saturated is inconclusive: its latencies are partly the generator's own.
+
+And the machine under them: on a virtual machine the hypervisor may take CPU time from every
+process at once (``steal`` in ``/proc/stat``). A latency or capacity figure that missed its
+threshold while the hypervisor took more than ``generator.max_steal_percent`` is inconclusive
+too: its latencies are partly the neighbours'. (docs/BENCHMARKS.md, ninth session: in the
+broadcast pairs f31-f36, under 10-32 % steal, the Node peer's p95 was 2.6-15 s and Draftwire's
+0.6-10 s, against tens of milliseconds in the undisturbed pairs.)"""
 
 from __future__ import annotations
 
@@ -22,6 +29,9 @@ class CpuWatch:
 
     interval: float = 1.0
     samples: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
+    host: list[tuple[float, float | None, float]] = field(default_factory=list)
+    """The whole machine, one sample a tick: (time, steal, total) CPU seconds over all cores
+    (steal None where the kernel does not report it)."""
     _procs: dict[int, psutil.Process] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -36,13 +46,14 @@ class CpuWatch:
         self.samples[pid] = []
 
     def start(self) -> CpuWatch:
+        self._sample_host()
         self._thread = threading.Thread(target=self._run, name="generator-cpu", daemon=True)
         self._thread.start()
         return self
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
-            now = time.time()
+            now = self._sample_host()
             for pid, proc in list(self._procs.items()):
                 try:
                     self.samples[pid].append((now, proc.cpu_percent(None)))
@@ -53,6 +64,25 @@ class CpuWatch:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5)
+        self._sample_host()
+
+    def _sample_host(self) -> float:
+        now, times = time.time(), psutil.cpu_times()
+        # guest time is counted in user time already
+        total = sum(times) - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
+        self.host.append((now, getattr(times, "steal", None), total))
+        return now
+
+    def steal_percent(self, start: float = 0, end: float = float("inf")) -> float | None:
+        """The share of the machine's CPU time the hypervisor took between ``start`` and ``end``
+        (first and last host sample inside), or None without two samples there or a steal column."""
+        window = [s for s in self.host if start <= s[0] <= end]
+        if len(window) < 2:
+            return None
+        (_, steal0, total0), (_, steal1, total1) = window[0], window[-1]
+        if steal0 is None or steal1 is None or total1 <= total0:
+            return None
+        return round(min(100.0, max(0.0, 100 * (steal1 - steal0) / (total1 - total0))), 1)  # counters can glitch
 
     def latest(self) -> float:
         """The busiest process's last sample (for progress lines)."""
@@ -84,6 +114,19 @@ def saturation(cpu: CpuWatch, outcome: Outcome, limits: dict[str, Any]) -> str |
     if lag is not None and lag > float(limits.get("max_schedule_lag_ms", 100)):
         reasons.append(f"behind schedule: event-loop lag p95 {lag:.0f} ms")
     return "generator saturated: " + "; ".join(reasons) if reasons else None
+
+
+def disturbance(cpu: CpuWatch, limits: dict[str, Any], windows: list[tuple[float, float]] | None = None) -> str | None:
+    """Why the machine itself was disturbed during a scenario (steal time above
+    ``max_steal_percent`` over the run, or over any of ``windows``: the capacity scenario's
+    steps), or None when it was not (or cannot say: no steal column)."""
+    limit = float(limits.get("max_steal_percent", 5))
+    shares = [cpu.steal_percent(), *(cpu.steal_percent(start, end) for start, end in windows or [])]
+    steal = max((share for share in shares if share is not None), default=None)
+    if steal is None or steal <= limit:
+        return None
+    return (f"host disturbed: the hypervisor took {steal} % of the machine's CPU time (steal, over "
+            f"{limit:g} %); run it again")
 
 
 def capacity(outcome: Outcome, cpu: CpuWatch, limits: dict[str, Any]) -> tuple[dict[str, float | None], dict[str, str], str | None]:

@@ -10,7 +10,7 @@ rate x 60 and ``REALTIME_MAX_CONNECTIONS`` above the subscribers (``--start-stac
 Per scenario, ``<output>/<scenario>/`` gets Locust's HTML report and CSVs, its log, the metrics
 snapshots before and after, and a PNG chart; ``<output>/summary.{json,md}`` gets the table.
 Exit code: 0 when every threshold held, 1 when one broke, 2 when nothing broke but a generator
-saturated (inconclusive).
+saturated or a timing figure missed while the host was disturbed (steal time; inconclusive).
 """
 
 from __future__ import annotations
@@ -107,13 +107,17 @@ def run_scenario(name: str, params: dict[str, Any], *, args: argparse.Namespace,
         measured, saturated = results.FIGURES[name](outcome), generators.saturation(done.cpu, outcome, limits)
     if done.timed_out:
         notes = {k: "did not finish before its time limit" for k in thresholds.get(name, {})}
-    figures = gate.judge(name, measured, thresholds.get(name, {}), saturated=saturated, notes=notes)
+    steps = (outcome.extra.get("capacity") or {}).get("steps", [])
+    disturbed = generators.disturbance(done.cpu, limits, [(s["start"], s["end"]) for s in steps])
+    figures = gate.judge(name, measured, thresholds.get(name, {}), saturated=saturated, disturbed=disturbed,
+                         notes=notes)
     if done.timed_out and not saturated:
         for f in figures:
             if f.verdict is gate.Verdict.PASS:
                 f.verdict = gate.Verdict.FAIL
     report.chart(name, directory, slo_lines(name, thresholds))
     info = {"seconds": done.seconds, "timed_out": done.timed_out, "saturated": saturated,
+            "disturbed": disturbed, "host_steal_percent": done.cpu.steal_percent(),
             "generator_cpu": done.cpu.peak_mean(), "generator_processes": done.cpu.summary(),
             "params": params, "counts": outcome.counts, "capacity": outcome.extra.get("capacity"),
             "metrics_delta": {k: after[k] - before[k] for k in before}, "workers": args.workers}
@@ -152,7 +156,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not selected:
         print(f"error: no scenario selected (config has {sorted(scenarios)})", file=sys.stderr)
         return 64
-    thresholds = gate.load_thresholds(config.get("thresholds"))
+    try:
+        thresholds = gate.load_thresholds(config.get("thresholds"))
+    except ValueError as exc:
+        print(f"error: {exc} in {args.config}", file=sys.stderr)
+        return 64
     output.mkdir(parents=True, exist_ok=True)
     if args.start_stack:
         b = selected.get("broadcast", {})

@@ -47,9 +47,14 @@ def figures(summary: dict[str, Any], scenario: str) -> dict[str, dict[str, Any]]
     return {f["figure"]: f for f in summary["figures"] if f["scenario"] == scenario}
 
 
+TRUST_THE_HOST = {"generator": {"max_steal_percent": 100}}
+"""These tests check the suite's machinery on a busy machine, as smoke.yaml does: a neighbour's
+burst of steal time must not turn their verdicts inconclusive (one test sets the limit itself)."""
+
+
 def one_scenario(tmp_path: Path, name: str, params: dict[str, Any], thresholds: dict[str, Any] | None = None) -> Path:
     path = tmp_path / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({"scenarios": {name: params}, "thresholds": thresholds or {}}))
+    path.write_text(yaml.safe_dump({"scenarios": {name: params}, "thresholds": {**TRUST_THE_HOST, **(thresholds or {})}}))
     return path
 
 
@@ -119,6 +124,25 @@ def test_a_saturated_generator_makes_the_scenario_inconclusive(load_api: Service
     assert verdicts == {"inconclusive (generator saturated)"}
     assert summary["scenarios"]["broadcast"]["saturated"].startswith("generator saturated")
     assert "inconclusive (generator saturated)" in (tmp_path / "out" / "summary.md").read_text()
+
+
+def test_a_latency_missed_on_a_disturbed_host_is_inconclusive(load_api: ServiceProcess, tmp_path: Path) -> None:
+    """Steal time over `generator.max_steal_percent` (here an impossible -1 %, so this host's real
+    steal, 0 % or more, exceeds it): the impossible p95 (as in the test above, which exits 1) is
+    neither passed nor failed, the replay count is still judged, exit code 2, and the summary says
+    how much of the machine's CPU time the hypervisor took."""
+    config = one_scenario(tmp_path, "catchup", {"users": 2, "rounds": 3},
+                          {"generator": {"max_steal_percent": -1}, "catchup": {"p95_ms": {"max": 0.001}}})
+    done, summary = suite(load_api, tmp_path / "out", config=config)
+    assert done.returncode == 2, done.stdout[-3000:]
+    found = figures(summary, "catchup")
+    assert found["p95_ms"]["verdict"] == "inconclusive (host disturbed)" and found["p95_ms"]["measured"] > 0
+    assert found["failed_replays"]["verdict"] == "pass"
+    scenario = summary["scenarios"]["catchup"]
+    assert scenario["saturated"] is None and scenario["disturbed"].startswith("host disturbed")
+    assert 0 <= scenario["host_steal_percent"] <= 100
+    assert "inconclusive (host disturbed)" in (tmp_path / "out" / "summary.md").read_text()
+    assert "run it again" in done.stdout
 
 
 def test_distributed_mode_aggregates_its_workers(load_api: ServiceProcess, tmp_path: Path) -> None:
