@@ -90,16 +90,20 @@ def judge(scenario: str, measured: dict[str, float | None], rules: dict[str, Any
         if not bounded:
             verdict = Verdict.INFO
         elif saturated:
-            verdict, note = Verdict.INCONCLUSIVE, "; ".join(n for n in (note, saturated, disturbed) if n)
+            verdict, note = Verdict.INCONCLUSIVE, _joined(note, saturated, disturbed)
         elif value is None:
             verdict, note = Verdict.FAIL, note or "no data: the scenario produced no sample for it"
         else:
             held = value <= rule["max"] if "max" in rule else value >= rule["min"]
             verdict = Verdict.PASS if held else Verdict.FAIL
             if not held and disturbed and timing(name):
-                verdict, note = Verdict.DISTURBED, "; ".join(n for n in (note, disturbed) if n)
+                verdict, note = Verdict.DISTURBED, _joined(note, disturbed)
         figures.append(Figure(scenario, name, _describe(rule), value, verdict, rule["slo"], note))
     return figures
+
+
+def _joined(*notes: str | None) -> str:
+    return "; ".join(n for n in notes if n)
 
 
 def outcome(figures: list[Figure]) -> str:

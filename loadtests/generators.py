@@ -116,12 +116,13 @@ def saturation(cpu: CpuWatch, outcome: Outcome, limits: dict[str, Any]) -> str |
     return "generator saturated: " + "; ".join(reasons) if reasons else None
 
 
-def disturbance(cpu: CpuWatch, limits: dict[str, Any], windows: list[tuple[float, float]] | None = None) -> str | None:
+def disturbance(cpu: CpuWatch, outcome: Outcome, limits: dict[str, Any]) -> str | None:
     """Why the machine itself was disturbed during a scenario (steal time above
-    ``max_steal_percent`` over the run, or over any of ``windows``: the capacity scenario's
-    steps), or None when it was not (or cannot say: no steal column)."""
+    ``max_steal_percent`` over the run, or over any step of the capacity scenario), or None when
+    it was not (or cannot say: no steal column)."""
     limit = float(limits.get("max_steal_percent", 5))
-    shares = [cpu.steal_percent(), *(cpu.steal_percent(start, end) for start, end in windows or [])]
+    steps = (outcome.extra.get("capacity") or {}).get("steps", [])
+    shares = [cpu.steal_percent(), *(cpu.steal_percent(step["start"], step["end"]) for step in steps)]
     steal = max((share for share in shares if share is not None), default=None)
     if steal is None or steal <= limit:
         return None

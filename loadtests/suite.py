@@ -107,8 +107,7 @@ def run_scenario(name: str, params: dict[str, Any], *, args: argparse.Namespace,
         measured, saturated = results.FIGURES[name](outcome), generators.saturation(done.cpu, outcome, limits)
     if done.timed_out:
         notes = {k: "did not finish before its time limit" for k in thresholds.get(name, {})}
-    steps = (outcome.extra.get("capacity") or {}).get("steps", [])
-    disturbed = generators.disturbance(done.cpu, limits, [(s["start"], s["end"]) for s in steps])
+    disturbed = generators.disturbance(done.cpu, outcome, limits)
     figures = gate.judge(name, measured, thresholds.get(name, {}), saturated=saturated, disturbed=disturbed,
                          notes=notes)
     if done.timed_out and not saturated:

@@ -43,7 +43,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if (config.getoption("numprocesses", None) and (os.environ.get("TEST_DATABASE_URL") or os.environ.get("TEST_REDIS_URL"))):
+    shared = os.environ.get("TEST_DATABASE_URL") or os.environ.get("TEST_REDIS_URL")
+    if shared and config.getoption("numprocesses", None):
         raise pytest.UsageError("TEST_DATABASE_URL / TEST_REDIS_URL would be shared by every pytest-xdist worker "
                                 "(their Redis databases and queues would collide): run in one process, "
                                 "TEST_WORKERS=0 make test (or pytest -n 0).")

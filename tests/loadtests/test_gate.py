@@ -10,6 +10,7 @@ import yaml
 
 from loadtests import gate, suite
 from loadtests.generators import CpuWatch, disturbance
+from loadtests.results import Outcome
 
 RULES = {"p95_ms": {"max": 1500, "slo": "catch-up p95 < 1.5 s"}, "failed_replays": {"max": 0, "slo": "none"},
          "replayed": {"slo": "reported"}}
@@ -25,7 +26,7 @@ def test_steal_is_the_hypervisors_share_of_the_window() -> None:
     assert cpu.steal_percent(0.0, 1.0) == 25.0
     assert cpu.steal_percent(1.5, 2.0) is None
     cpu.host = [(0.0, None, 100.0), (1.0, None, 102.0)]
-    assert cpu.steal_percent() is None and disturbance(cpu, {}) is None
+    assert cpu.steal_percent() is None and disturbance(cpu, Outcome(), {}) is None
 
 
 def test_disturbed_over_the_limit_in_the_run_or_in_any_window() -> None:
@@ -33,10 +34,11 @@ def test_disturbed_over_the_limit_in_the_run_or_in_any_window() -> None:
     cpu = CpuWatch()
     cpu.host = [(0.0, 0.0, 100.0), (1.0, 0.0, 200.0), (4.0, 30.0, 500.0), (10.0, 40.0, 1100.0)]
     assert cpu.steal_percent() == 4.0
-    assert disturbance(cpu, {}) is None
-    assert disturbance(cpu, {}, [(1.0, 4.0)]) == (
+    assert disturbance(cpu, Outcome(), {}) is None
+    capacity = Outcome(extra={"capacity": {"steps": [{"start": 1.0, "end": 4.0}]}})
+    assert disturbance(cpu, capacity, {}) == (
         "host disturbed: the hypervisor took 10.0 % of the machine's CPU time (steal, over 5 %); run it again")
-    assert disturbance(cpu, {"max_steal_percent": 3}) is not None
+    assert disturbance(cpu, Outcome(), {"max_steal_percent": 3}) is not None
 
 
 @pytest.mark.parametrize(("p95", "verdict"), [(1.0, gate.Verdict.PASS), (9999.0, gate.Verdict.DISTURBED)])
