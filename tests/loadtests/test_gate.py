@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from loadtests import gate, suite
-from loadtests.generators import CpuWatch, disturbance
-from loadtests.results import Outcome
+from loadtests.generators import LAG_ROW, CpuWatch, disturbance, saturation
+from loadtests.results import Outcome, Row
 
 RULES = {"p95_ms": {"max": 1500, "slo": "catch-up p95 < 1.5 s"}, "failed_replays": {"max": 0, "slo": "none"},
          "replayed": {"slo": "reported"}}
@@ -62,6 +62,22 @@ def test_a_disturbed_host_excuses_no_count_and_no_missing_data() -> None:
                       disturbed=DISTURBED)
     assert [f.verdict for f in both[:2]] == [gate.Verdict.INCONCLUSIVE] * 2
     assert both[0].note == f"generator saturated: x; {DISTURBED}"
+
+
+def test_saturated_by_its_cpu_or_by_falling_behind_each_against_its_own_limit() -> None:
+    """A 160 ms schedule lag p95 (as CI saw with the other test process busy) saturates at the
+    default 100 ms limit, not at smoke's 1000 ms; a Locust process above 90 % CPU in 2 of 4
+    seconds saturates whatever the lag limit."""
+    late = Outcome(rows={LAG_ROW: Row(*LAG_ROW, requests=50, failures=0, p50=20.0, p95=160.0, p99=200.0,
+                                      maximum=250.0, rate=10.0)})
+    idle, busy = CpuWatch(), CpuWatch()
+    idle.samples = {7: [(0.0, 20.0), (1.0, 30.0)]}
+    busy.samples = {7: [(0.0, 95.0), (1.0, 40.0), (2.0, 97.0), (3.0, 50.0)]}
+    assert saturation(idle, late, {}) == "generator saturated: behind schedule: event-loop lag p95 160 ms"
+    assert saturation(idle, late, {"max_schedule_lag_ms": 1000}) is None
+    assert saturation(busy, late, {"max_schedule_lag_ms": 1000}) == (
+        "generator saturated: process 7 above 90 % CPU in 2 of 4 seconds")
+    assert saturation(idle, Outcome(), {}) is None
 
 
 def test_a_limit_that_is_not_a_number_is_refused_before_anything_runs(
